@@ -77,14 +77,19 @@ def fourier_probe(
     aberrations: dict,
     edge_mrad: float = 0.5,
     aperture=None,
+    offset_px: tuple[float, float] = (0.0, 0.0),
     xp=np,
 ):
     """Probe in Fourier space, corner-centred: ``A(k)·exp(−iχ(k))``.
 
     ``aperture`` (corner-centred amplitude) replaces the soft aperture,
-    e.g. √ of a measured vacuum probe.
+    e.g. √ of a measured vacuum probe. ``offset_px`` moves the beam
+    centre by that many Fourier pixels (a tilted beam: the far field of
+    every pattern is displaced by as much, without interpolation).
     """
     kx, ky = fft_frequencies(shape, pixel_size, xp)
+    kx = kx - offset_px[0] / (shape[0] * pixel_size)
+    ky = ky - offset_px[1] / (shape[1] * pixel_size)
     if aperture is None:
         alpha_mrad = 1e3 * wavelength * xp.sqrt(kx**2 + ky**2)
         aperture = soft_aperture(alpha_mrad, semiangle, edge_mrad, xp)

@@ -12,7 +12,8 @@ Physics (single-slice, thin object, py4DSTEM 0.14.18 forward model):
   ``p_Q = swap?(R(−θ)·p_R)`` (geometry.scan_to_detector), at sub-pixel
   precision (the probe is shifted by a Fourier phase ramp);
 - the pattern is ``|FFT(P_j·O_j)|²``, centred on the detector at
-  ``N/2 + center_offset`` pixels, scaled to ``dose·step²`` electrons per
+  ``N/2 + center_offset`` pixels (a beam tilt: the aperture and χ are
+  centred there, exactly, with no interpolation), scaled to ``dose·step²`` electrons per
   pattern, then Poisson-sampled.
 """
 
@@ -160,16 +161,14 @@ def simulate(
 
     probe_k = fourier_probe(
         detector_shape, pixel, wavelength, semiangle, abers,
-        edge_mrad=q_pixel_mrad,
+        edge_mrad=q_pixel_mrad, offset_px=center_offset,
     )
     counts = None if dose is None else dose * scan_step**2
     probe_k *= np.sqrt((counts or 1.0) / np.sum(np.abs(probe_k) ** 2))
-    intensities = _far_field(
-        obj, probe_k, p_Q.T, center_offset, batch
-    ).reshape(*scan_shape, qx, qy)
-    vacuum = np.fft.fftshift(
-        np.abs(_shift_pattern(probe_k, center_offset)) ** 2
-    ).astype(np.float32)
+    intensities = _far_field(obj, probe_k, p_Q.T, batch).reshape(
+        *scan_shape, qx, qy
+    )
+    vacuum = np.fft.fftshift(np.abs(probe_k) ** 2).astype(np.float32)
     if counts is not None:
         intensities = rng.poisson(intensities).astype(np.float32)
 
@@ -197,28 +196,15 @@ def simulate(
     return SimulatedData(cube, vacuum, specimen, truth)
 
 
-def _shift_pattern(pattern_k, shift):
-    """Shift a corner-centred Fourier array by ``shift`` pixels (Fourier
-    interpolation, via a phase ramp in real space)."""
-    n0, n1 = pattern_k.shape
-    real = np.fft.ifft2(pattern_k)
-    u0 = np.fft.fftfreq(n0)[:, None] * shift[0]
-    u1 = np.fft.fftfreq(n1)[None, :] * shift[1]
-    return np.fft.fft2(real * np.exp(2j * np.pi * (u0 + u1)))
-
-
-def _far_field(obj, probe_k, positions, center_offset, batch):
-    """|FFT(P_j · O_j)|², centred at N/2 + center_offset, for every
-    position (object pixels, fractional)."""
+def _far_field(obj, probe_k, positions, batch):
+    """|FFT(P_j · O_j)|², fft-shifted, for every position (object pixels,
+    fractional)."""
     n0, n1 = probe_k.shape
     fft = fft_of(np)
     f0 = np.fft.fftfreq(n0)
     f1 = np.fft.fftfreq(n1)
     u0 = np.fft.fftfreq(n0, 1 / n0).astype(int)
     u1 = np.fft.fftfreq(n1, 1 / n1).astype(int)
-    ramp_c = np.exp(
-        2j * np.pi * (f0[:, None] * center_offset[0] + f1 * center_offset[1])
-    ).astype(np.complex64)
     out = np.empty((len(positions), n0, n1), np.float32)
     for start in range(0, len(positions), batch):
         pos = positions[start : start + batch]
@@ -232,7 +218,7 @@ def _far_field(obj, probe_k, positions, center_offset, batch):
             whole[:, 0, None, None] + u0[:, None],
             whole[:, 1, None, None] + u1[None, :],
         ]
-        waves = fft.fft2(probes * patches * ramp_c)
+        waves = fft.fft2(probes * patches)
         out[start : start + len(pos)] = np.fft.fftshift(
             np.abs(waves) ** 2, axes=(-2, -1)
         )
