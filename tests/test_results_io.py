@@ -1,0 +1,139 @@
+"""Saving results: round trip, atomic writes, no silent overwrite."""
+
+import h5py
+import numpy as np
+import pytest
+
+from napari_phase import Calibration, DataCube
+from napari_phase.io import results as results_io
+from napari_phase.io.results import (
+    ResultsError,
+    is_results_file,
+    load_results,
+    results_reader,
+    save_results,
+)
+from napari_phase.widgets._common import real_space_layer
+
+
+def sample_layers():
+    rng = np.random.default_rng(0)
+    calibration = Calibration(scan_step=2.39, energy=300e3, C1=401.5,
+                              probe_center=(48.3, 47.8),
+                              aberrations={'C12': 20.0, 'phi12': 30.0})
+    cube = DataCube(np.zeros((2, 2, 4, 4), np.float32), calibration,
+                    source='scan.h5::/data')
+    dpc = real_space_layer(
+        rng.standard_normal((32, 32)).astype(np.float32), 'DPC phase', 2.39,
+        {'method': 'dpc', 'rotation_deg': -15.0, 'mask_threshold': 0.8,
+         'padding': (4, 4), 'weights': np.arange(3.0), 'calibration':
+         calibration},
+        origin=(0.0, 0.0), colormap='gray',
+    )
+    ptycho = real_space_layer(
+        rng.standard_normal((70, 60)), 'Ptychography phase', 0.6,
+        {'method': 'ptychography', 'iterations': 16, 'step_size': 0.5,
+         'fix_probe': True, 'seed': np.int64(3)},
+        origin=(-12.5, -9.0),
+    )
+    ptycho[1]['metadata']['napari_phase']['datacube'] = cube
+    return [dpc, ptycho], calibration
+
+
+def test_round_trip_gives_the_same_layers(tmp_path):
+    layers, calibration = sample_layers()
+    path = save_results(tmp_path / 'out.h5', layers)
+    assert is_results_file(path)
+    loaded = load_results(path)
+    assert [attrs['name'] for _, attrs, _ in loaded] == [
+        'DPC phase', 'Ptychography phase']
+    for (data, attrs, kind), (data2, attrs2, kind2) in zip(layers, loaded):
+        assert kind2 == kind == 'image'
+        np.testing.assert_array_equal(data2, data)
+        assert data2.dtype == data.dtype
+        assert attrs2['scale'] == attrs['scale']
+        assert attrs2['translate'] == attrs['translate']
+        assert attrs2['units'] == ['angstrom', 'angstrom']
+    params = loaded[0][1]['metadata']['napari_phase']['parameters']
+    original = layers[0][1]['metadata']['napari_phase']['parameters']
+    assert params.keys() == original.keys()
+    assert params['padding'] == (4, 4)
+    np.testing.assert_array_equal(params['weights'], original['weights'])
+    assert params['calibration'] == calibration
+    assert loaded[0][1]['colormap'] == 'gray'
+    meta = loaded[1][1]['metadata']['napari_phase']
+    assert meta['parameters'] == {'method': 'ptychography', 'iterations': 16,
+                                  'step_size': 0.5, 'fix_probe': True,
+                                  'seed': 3}
+    assert meta['source'] == 'scan.h5::/data'
+    assert meta['calibration'] == calibration
+    assert results_reader(str(path)) is load_results
+    assert results_reader([str(path)]) is load_results
+
+
+def test_reader_declines_other_files(tmp_path):
+    other = tmp_path / 'cube.h5'
+    with h5py.File(other, 'w') as file:
+        file['data'] = np.zeros(3)
+    assert results_reader(str(other)) is None
+    (tmp_path / 'text.h5').write_text('not hdf5')
+    assert results_reader(str(tmp_path / 'text.h5')) is None
+    with pytest.raises(ResultsError, match='not a napari-phase results'):
+        load_results(other)
+
+
+def test_existing_file_is_not_overwritten_without_force(tmp_path):
+    layers, _ = sample_layers()
+    path = tmp_path / 'out.h5'
+    path.write_bytes(b'precious')
+    with pytest.raises(ResultsError, match='exists.*force'):
+        save_results(path, layers)
+    assert path.read_bytes() == b'precious'
+    save_results(path, layers, force=True)
+    assert len(load_results(path)) == 2
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+    layers, _ = sample_layers()
+    write_layer = results_io._write_layer
+    calls = []
+
+    def fail_on_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt('interrupted midway')
+        return write_layer(*args)
+
+    monkeypatch.setattr(results_io, '_write_layer', fail_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        save_results(tmp_path / 'out.h5', layers)
+    assert len(calls) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_overwrite_keeps_the_old_file(tmp_path):
+    layers, _ = sample_layers()
+    path = save_results(tmp_path / 'out.h5', layers[:1])
+    bad = (np.zeros((4, 4)), {'name': 'bad', 'metadata': {
+        'napari_phase': {'parameters': {'x': object()}}}}, 'image')
+    with pytest.raises(ResultsError, match='cannot save a parameter'):
+        save_results(path, [layers[1], bad], force=True)
+    assert [a['name'] for _, a, _ in load_results(path)] == ['DPC phase']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out.h5']
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path):
+    layers, _ = sample_layers()
+    with pytest.raises(ResultsError, match='does not exist'):
+        save_results(tmp_path / 'missing' / 'out.h5', layers)
+    (tmp_path / 'file').write_text('')
+    with pytest.raises(ResultsError, match='does not exist'):
+        save_results(tmp_path / 'file' / 'out.h5', layers)
+    with pytest.raises(ResultsError, match='is a directory'):
+        save_results(tmp_path, layers, force=True)
+
+
+def test_unsupported_layer_type_is_refused(tmp_path):
+    with pytest.raises(ResultsError, match="'lines'.*shapes"):
+        save_results(tmp_path / 'x.h5', [([], {'name': 'lines'}, 'shapes')])
+    assert list(tmp_path.iterdir()) == []
