@@ -1,0 +1,280 @@
+"""The recipe: every parameter of a session, to replay it headlessly.
+
+A recipe is a plain, versioned dict, written as YAML or JSON::
+
+    napari_phase_recipe: 1
+    seed: 0
+    device: cpu
+    calibration: {scan_step: 2.39 Å, semiangle: 22.6 mrad, energy: 300 kV}
+    steps:
+      calibrate: {thresh_upper: 0.7}
+      virtual: {}
+      dpc: {mask: threshold, mask_threshold: 0.8}
+      parallax: {...}
+      ptychography: {num_iter: 16, ...}
+
+A step that is present runs (in the order of :data:`STEP_ORDER`). Values
+are numbers in the unit the key states (Å, mrad, degrees, px, eV) or
+strings with a unit (``"40 nm"``, ``"-15 deg"``, ``"300 kV"``) converted
+to it; unknown keys, unknown steps and a unit of the wrong kind raise
+:class:`RecipeError` naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+#: Format version written in ``napari_phase_recipe``.
+VERSION = 1
+STEP_ORDER = ('calibrate', 'virtual', 'dpc', 'parallax', 'ptychography')
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run as written (says which key and why)."""
+
+
+#: Units by kind: factor to the canonical unit (first entry).
+UNITS = {
+    'length': {'Å': 1.0, 'A': 1.0, 'angstrom': 1.0, 'nm': 10.0,
+               'pm': 0.01},
+    'angle': {'deg': 1.0, '°': 1.0, 'degrees': 1.0, 'rad': 180 / math.pi,
+              'mrad': 0.18 / math.pi},
+    'detector angle': {'mrad': 1.0, 'rad': 1000.0},
+    'pixels': {'px': 1.0, 'pixels': 1.0},
+    'energy': {'eV': 1.0, 'keV': 1e3, 'kV': 1e3, 'V': 1.0},
+}
+CANONICAL = {kind: next(iter(units)) for kind, units in UNITS.items()}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One recipe key: its type, its unit kind (or None) and the values
+    allowed (for strings). ``None`` is always allowed (= default / fit)."""
+
+    type: type = float
+    unit: str | None = None
+    choices: tuple = ()
+    pair: bool = False  # two values (e.g. a centre in px)
+
+
+def _p(unit=None, type=float, **kw):
+    return Param(type, unit, **kw)
+
+
+#: What each step accepts (the pipeline's keyword arguments).
+SCHEMA = {
+    'calibration': {
+        'scan_step': _p('length'),
+        'q_pixel_mrad': _p('detector angle'),
+        'energy': _p('energy'),
+        'semiangle': _p('detector angle'),
+        'probe_center': _p('pixels', pair=True),
+        'probe_radius': _p('pixels'),
+        'rotation_deg': _p('angle'),
+        'transpose': _p(type=bool),
+        'C1': _p('length'),
+    },
+    'calibrate': {
+        'pattern': _p(type=str, choices=('vacuum_probe', 'mean')),
+        'thresh_lower': _p(),
+        'thresh_upper': _p(),
+        'n': _p(type=int),
+    },
+    'virtual': {
+        'images': _p(type=list),
+    },
+    'dpc': {
+        'mask': _p(type=str, choices=('none', 'bf', 'threshold')),
+        'mask_threshold': _p(),
+        'rotation_deg': _p('angle'),
+        'transpose': _p(type=bool),
+        'flip_half_turn': _p(type=bool),
+        'descan': _p(type=str, choices=('plane', 'constant', 'none')),
+        'padding_factor': _p(),
+        'max_iter': _p(type=int),
+        'step_size': _p(),
+        'tolerance': _p(),
+    },
+    'parallax': {},
+    'ptychography': {},
+}
+TOP_LEVEL = {
+    'napari_phase_recipe': _p(type=int),
+    'seed': _p(type=int),
+    'device': _p(type=str, choices=('cpu', 'gpu')),
+    'source': _p(type=str),
+}
+
+
+def new_recipe(steps: dict | None = None, **top) -> dict:
+    """A validated recipe from ``steps`` ({step: {key: value}}) and
+    top-level keys (seed, device, calibration, source)."""
+    recipe = {'napari_phase_recipe': VERSION} | top
+    recipe['steps'] = steps or {}
+    return validate(recipe)
+
+
+def validate(recipe: dict) -> dict:
+    """A checked copy of ``recipe`` with every value in its canonical unit
+    (numbers), keys in :data:`SCHEMA`; raise :class:`RecipeError`."""
+    if not isinstance(recipe, dict):
+        raise RecipeError(
+            f'a recipe is a mapping, got {type(recipe).__name__}'
+        )
+    version = recipe.get('napari_phase_recipe')
+    if version != VERSION:
+        raise RecipeError(
+            f'not a napari-phase recipe of version {VERSION} '
+            f'(napari_phase_recipe: {version!r})'
+        )
+    allowed = set(TOP_LEVEL) | {'calibration', 'steps'}
+    _no_unknown(recipe, allowed, 'the recipe')
+    checked = {key: _value(TOP_LEVEL[key], value, key)
+               for key, value in recipe.items() if key in TOP_LEVEL}
+    checked['calibration'] = _section(
+        'calibration', recipe.get('calibration') or {}
+    )
+    steps = recipe.get('steps') or {}
+    if not isinstance(steps, dict):
+        raise RecipeError('steps must be a mapping {step: {key: value}}')
+    _no_unknown(steps, set(STEP_ORDER), 'steps')
+    checked['steps'] = {
+        step: _section(step, steps[step] or {})
+        for step in STEP_ORDER if step in steps
+    }
+    return checked
+
+
+def _section(name: str, values) -> dict:
+    if not isinstance(values, dict):
+        raise RecipeError(f'{name}: expected a mapping of parameters, got '
+                          f'{values!r}')
+    schema = SCHEMA[name]
+    _no_unknown(values, set(schema), name)
+    return {key: _value(schema[key], value, f'{name}.{key}')
+            for key, value in values.items()}
+
+
+def _no_unknown(values: dict, known: set, where: str) -> None:
+    unknown = sorted(set(values) - known, key=str)
+    if unknown:
+        raise RecipeError(
+            f'{where}: unknown key(s) {", ".join(map(str, unknown))}; '
+            f'known: {", ".join(sorted(known)) or "none"}'
+        )
+
+
+def _value(param: Param, value, key: str):
+    if value is None:
+        return None
+    if param.pair:
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise RecipeError(f'{key}: expected two values, got {value!r}')
+        return [_scalar(param, item, key) for item in value]
+    return _scalar(param, value, key)
+
+
+def _scalar(param: Param, value, key: str):
+    if param.type is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f'{key}: expected true or false, got {value!r}')
+        return value
+    if param.type is str:
+        if not isinstance(value, str) or (
+            param.choices and value not in param.choices
+        ):
+            raise RecipeError(f'{key}: expected one of '
+                              f'{", ".join(param.choices)}, got {value!r}')
+        return value
+    if param.type is list:
+        if not isinstance(value, list | tuple):
+            raise RecipeError(f'{key}: expected a list, got {value!r}')
+        return list(value)
+    number = _number(param.unit, value, key)
+    if param.type is int:
+        if number != int(number):
+            raise RecipeError(f'{key}: expected a whole number, got {value!r}')
+        return int(number)
+    return number
+
+
+_QUANTITY = re.compile(r'^\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*(\S*)\s*$')
+
+
+def _number(unit_kind: str | None, value, key: str) -> float:
+    """``value`` (a number, or a string "number unit") in the canonical
+    unit of ``unit_kind``."""
+    if isinstance(value, bool):
+        raise RecipeError(f'{key}: expected a number, got {value!r}')
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise RecipeError(f'{key}: expected a number, got {value!r}')
+    number, unit = float(match[1]), match[2]
+    if not unit:
+        return number
+    if unit_kind is None:
+        raise RecipeError(f'{key}: takes a plain number, not {value!r}')
+    factors = UNITS[unit_kind]
+    if unit not in factors:
+        wrong = next((k for k, u in UNITS.items() if unit in u), None)
+        what = _a(wrong) if wrong else 'an unknown unit'
+        raise RecipeError(
+            f'{key}: {value!r} is {what}; expected {_a(unit_kind)} in '
+            f'{CANONICAL[unit_kind]} (or {", ".join(list(factors)[1:])})'
+        )
+    return number * factors[unit]
+
+
+def _a(noun: str) -> str:
+    return f'an {noun}' if noun[0] in 'aeiou' else f'a {noun}'
+
+
+def read_recipe(path) -> dict:
+    """A validated recipe from a .yaml/.yml or .json file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise RecipeError(f'cannot read recipe {str(path)!r}: '
+                          f'{error.strerror}') from None
+    try:
+        if path.suffix.lower() == '.json':
+            values = json.loads(text)
+        else:
+            values = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise RecipeError(f'{str(path)!r} is not valid: {error}') from None
+    try:
+        return validate(values)
+    except RecipeError as error:
+        raise RecipeError(f'{path.name}: {error}') from None
+
+
+def write_recipe(path, recipe: dict, force: bool = False) -> Path:
+    """Write a validated ``recipe`` as YAML (.yaml/.yml) or JSON (.json);
+    an existing file is replaced only with ``force=True``."""
+    path = Path(path)
+    recipe = validate(recipe)
+    if path.exists() and not force:
+        raise RecipeError(f'{str(path)!r} exists: not overwritten (use '
+                          'force=True, or --force)')
+    if path.suffix.lower() == '.json':
+        text = json.dumps(recipe, indent=2) + '\n'
+    elif path.suffix.lower() in ('.yaml', '.yml'):
+        text = yaml.safe_dump(recipe, sort_keys=False)
+    else:
+        raise RecipeError(f'{str(path)!r}: a recipe is .yaml, .yml or .json')
+    try:
+        path.write_text(text)
+    except OSError as error:
+        raise RecipeError(f'cannot write {str(path)!r}: '
+                          f'{error.strerror}') from None
+    return path

@@ -1,0 +1,81 @@
+"""Recipes: validation (keys, units), YAML/JSON round trips."""
+
+import math
+
+import pytest
+
+from napari_phase.recipe import (
+    RecipeError,
+    new_recipe,
+    read_recipe,
+    validate,
+    write_recipe,
+)
+
+
+def seed_recipe():
+    return new_recipe(
+        {'calibrate': {'thresh_upper': 0.7}, 'virtual': {},
+         'dpc': {'mask': 'threshold', 'mask_threshold': 0.8,
+                 'rotation_deg': '-15 deg', 'flip_half_turn': True}},
+        seed=3, calibration={'scan_step': '0.239 nm', 'energy': '300 kV',
+                             'semiangle': 22.6, 'probe_center': [48, 47.5]},
+    )
+
+
+def test_units_are_converted_to_the_canonical_ones():
+    recipe = seed_recipe()
+    assert recipe['calibration']['scan_step'] == pytest.approx(2.39)
+    assert recipe['calibration']['energy'] == 300e3
+    assert recipe['calibration']['probe_center'] == [48.0, 47.5]
+    assert recipe['steps']['dpc']['rotation_deg'] == -15.0
+    assert list(recipe['steps']) == ['calibrate', 'virtual', 'dpc']
+    angle = validate(recipe | {'steps': {'dpc': {'rotation_deg':
+                                                 f'{math.pi} rad'}}})
+    assert angle['steps']['dpc']['rotation_deg'] == pytest.approx(180)
+
+
+@pytest.mark.parametrize('suffix', ['.yaml', '.json'])
+def test_file_round_trip(tmp_path, suffix):
+    recipe = seed_recipe()
+    path = write_recipe(tmp_path / f'r{suffix}', recipe)
+    assert read_recipe(path) == recipe
+    with pytest.raises(RecipeError, match='exists'):
+        write_recipe(path, recipe)
+    write_recipe(path, recipe, force=True)
+
+
+@pytest.mark.parametrize('bad, message', [
+    ({'steps': {'dpc': {'rotaton_deg': 3}}},
+     'dpc: unknown key.*rotaton_deg.*known:.*rotation_deg'),
+    ({'steps': {'ptycho': {}}}, 'steps: unknown key.*ptycho'),
+    ({'colour': 1}, 'the recipe: unknown key.*colour'),
+    ({'steps': {'dpc': {'rotation_deg': '400 nm'}}},
+     "dpc.rotation_deg: '400 nm' is a length; expected an angle in deg"),
+    ({'calibration': {'scan_step': '2 mrad'}},
+     "calibration.scan_step: '2 mrad' is a .*angle; expected a length"),
+    ({'calibration': {'energy': '300 furlongs'}}, 'an unknown unit'),
+    ({'steps': {'dpc': {'max_iter': 2.5}}}, 'whole number'),
+    ({'steps': {'dpc': {'transpose': 'yes'}}}, 'true or false'),
+    ({'steps': {'dpc': {'mask': 'round'}}}, 'one of none, bf, threshold'),
+    ({'napari_phase_recipe': 99}, 'version 1'),
+])
+def test_bad_recipes_say_what_is_wrong(bad, message):
+    recipe = seed_recipe() | bad
+    with pytest.raises(RecipeError, match=message):
+        validate(recipe)
+
+
+def test_bad_files(tmp_path):
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('steps: [unclosed')
+    with pytest.raises(RecipeError, match='not valid'):
+        read_recipe(broken)
+    with pytest.raises(RecipeError, match='cannot read'):
+        read_recipe(tmp_path / 'missing.yaml')
+    unknown = tmp_path / 'unknown.yaml'
+    unknown.write_text('napari_phase_recipe: 1\nsteps: {dpc: {foo: 1}}\n')
+    with pytest.raises(RecipeError, match='unknown.yaml: dpc: unknown key'):
+        read_recipe(unknown)
+    with pytest.raises(RecipeError, match='does not exist|cannot write'):
+        write_recipe(tmp_path / 'no' / 'r.yaml', seed_recipe())
