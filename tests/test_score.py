@@ -1,0 +1,84 @@
+"""Scoring a reconstruction against the true phase: registration, sign."""
+
+import numpy as np
+import pytest
+
+from napari_phase.compute.score import Score, register, score
+
+
+def blobs(x, y):
+    """A smooth, aperiodic test phase (Gaussian blobs) at positions x, y."""
+    centres = [(12.0, 20.0, 5.0), (40.0, 30.0, 7.0), (25.0, 50.0, 4.0),
+               (50.0, 8.0, 6.0), (30.0, 32.0, 3.0)]
+    return sum(np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s**2))
+               for cx, cy, s in centres)
+
+
+def sampled(pixel, shape, shift=(0.0, 0.0)):
+    """``blobs`` on a grid of ``pixel`` Å, displaced by ``shift`` Å: pixel
+    (i, j) shows the phase at (i, j)·pixel − shift."""
+    x = np.arange(shape[0])[:, None] * pixel - shift[0]
+    y = np.arange(shape[1])[None, :] * pixel - shift[1]
+    return blobs(x, y)
+
+
+def test_identical_images_score_one():
+    truth = sampled(1.0, (64, 64))
+    result = score(truth, truth)
+    assert result.correlation == pytest.approx(1.0, abs=1e-9)
+    assert result.shift_px == pytest.approx((0.0, 0.0), abs=1e-6)
+    assert result.sign == 1 and not result.inverted
+
+
+def test_shifted_copy_registers():
+    truth = sampled(1.0, (64, 64))
+    shifted = sampled(1.0, (64, 64), shift=(3.3, -2.6))
+    assert np.corrcoef(truth.ravel(), shifted.ravel())[0, 1] < 0.9
+    result = score(shifted, truth)
+    assert result.shift_px == pytest.approx((3.3, -2.6), abs=0.25)
+    assert result.correlation > 0.99
+
+
+def test_sign_flip_is_detected_and_reported():
+    truth = sampled(1.0, (64, 64))
+    flipped = 5.0 - 2.0 * sampled(1.0, (64, 64), shift=(-1.5, 2.0))
+    result = score(flipped, truth)
+    assert result.sign == -1 and result.inverted
+    assert result.correlation < -0.99
+    assert result.shift_px == pytest.approx((-1.5, 2.0), abs=0.25)
+    assert 'inverted' in str(result)
+
+
+def test_other_pixel_size_and_origin_are_resampled():
+    truth = sampled(1.0, (64, 64))
+    # finer pixels (0.25 Å), pixel (0, 0) at (-4, 2) Å of the truth frame
+    x = -4.0 + np.arange(280)[:, None] * 0.25
+    y = 2.0 + np.arange(240)[None, :] * 0.25
+    fine = blobs(x, y)
+    result = score(fine, truth, image_pixel=0.25, image_origin=(-4.0, 2.0))
+    assert result.shift_px == pytest.approx((0.0, 0.0), abs=0.2)
+    assert result.correlation > 0.99
+    # coarser pixels (2 Å) are compared on the truth grid too
+    coarse = sampled(2.0, (32, 32))
+    assert score(coarse, truth, image_pixel=2.0).correlation > 0.98
+
+
+def test_unrelated_noise_scores_low():
+    rng = np.random.default_rng(0)
+    truth = sampled(1.0, (64, 64))
+    result = score(rng.standard_normal((64, 64)), truth)
+    assert abs(result.correlation) < 0.3
+
+
+def test_register_respects_max_shift():
+    rng = np.random.default_rng(1)
+    reference = rng.standard_normal((40, 40))
+    moved = np.roll(reference, (15, 0), axis=(0, 1))
+    shift, sign = register(moved, reference, max_shift=0.5)
+    assert tuple(shift) == (15, 0) and sign == 1
+    shift, _ = register(moved, reference, max_shift=0.2)
+    assert np.all(np.abs(shift) <= 8)
+
+
+def test_score_is_a_plain_value():
+    assert str(Score(0.5, (0.0, 0.0), 1)) == 'r = +0.500'
