@@ -1,0 +1,78 @@
+"""napari layer-data tuples for datacubes and vacuum probes (no napari
+import needed).
+
+Both live in the main (real-space) viewer with units (mrad, mrad, Å, Å) on
+axes (kx, ky, x, y), so napari sees one consistent set of units next to
+every real-space result in Å (docs/design.md):
+
+- the datacube layer is the data transposed lazily to (Qx, Qy, Rx, Ry)
+  (a view; dask stays dask): the displayed axes are real space, the two
+  sliders pick a detector pixel;
+- the vacuum probe is a diffraction pattern: a 2D layer in mrad next to Å
+  layers would make napari drop units ("Inconsistent units across
+  layers"), so it is shown as (Qx, Qy, 1, 1) on the same kx, ky axes,
+  hidden; the widgets and the diffraction view use the 2D probe kept in
+  its metadata.
+
+An unknown scan step or detector pixel gets scale 1 (the
+``Calibration.DEFAULTS`` value; the reader warned which were unknown) with
+the same units, so that units stay consistent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compute.backend import to_numpy
+from ..compute.calibration import Calibration
+from ..compute.datacube import DataCube
+
+#: Key under which napari-phase keeps its objects in ``layer.metadata``
+#: (the same as ``widgets._common.META``).
+META = 'napari_phase'
+UNITS = ('mrad', 'mrad', 'angstrom', 'angstrom')
+AXIS_LABELS = ('kx', 'ky', 'x', 'y')
+
+
+def layer_scale(calibration: Calibration) -> tuple[float, ...]:
+    """(kx, ky, x, y) scale: mrad per detector pixel, Å per scan step."""
+    dq = calibration.q_pixel_mrad or 1.0
+    step = calibration.scan_step or 1.0
+    return (dq, dq, step, step)
+
+
+def datacube_layers(cube: DataCube, name: str) -> list[tuple]:
+    """The datacube layer: ``cube.data`` as (Qx, Qy, Rx, Ry), the cube in
+    metadata, and the mean pattern for in-memory data (a lazy cube starts
+    hidden and computes its mean pattern on demand)."""
+    meta = {'datacube': cube}
+    attrs = dict(
+        name=name,
+        scale=layer_scale(cube.calibration),
+        units=UNITS,
+        axis_labels=AXIS_LABELS,
+        metadata={META: meta},
+    )
+    if cube.is_lazy:
+        # napari would otherwise read across every pattern for contrast.
+        frame = to_numpy(cube.data[0, 0])
+        low, high = float(np.min(frame)), float(np.max(frame))
+        attrs.update(visible=False, contrast_limits=(low, max(high, low + 1)))
+    else:
+        meta['mean_pattern'] = cube.mean_and_max_pattern()[0]
+    return [(cube.data.transpose(2, 3, 0, 1), attrs, 'image')]
+
+
+def probe_layers(probe, calibration: Calibration, name: str) -> list[tuple]:
+    """A hidden (Qx, Qy, 1, 1) layer holding the 2D vacuum probe and its
+    calibration in metadata."""
+    probe = np.asarray(probe)
+    attrs = dict(
+        name=name,
+        scale=layer_scale(calibration),
+        units=UNITS,
+        axis_labels=AXIS_LABELS,
+        visible=False,
+        metadata={META: {'probe': probe, 'calibration': calibration}},
+    )
+    return [(probe[:, :, None, None], attrs, 'image')]
