@@ -1,0 +1,187 @@
+"""Probe calibration widget: fit the bright-field disk, set the calibration.
+
+"Fit" finds the probe radius and centre (from a vacuum-probe layer or the
+datacube's mean pattern) and draws the disk on the diffraction view;
+"Apply" writes probe centre and radius, the Q pixel size (semiangle /
+radius), scan step, energy and semiangle into THE datacube's calibration
+object (the one every later widget reads) and rescales the datacube layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
+from magicgui.widgets import PushButton
+from napari.layers import Image
+
+from ..compute.calibration import DEFAULTS, FIELD_HELP
+from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
+from ._common import (
+    LayerError,
+    Runner,
+    datacube_of,
+    guarded,
+    is_datacube_layer,
+)
+from .diffraction_view import diffraction_view, mean_pattern
+
+#: Name of the Shapes layer (diffraction view) that shows the fitted disk.
+PROBE_FIT = 'probe fit'
+
+
+class CalibrationWidget(Container):
+    """Dockable probe calibration: pick layers, Fit, check, Apply."""
+
+    def __init__(self, viewer: 'napari.viewer.Viewer'):  # noqa: F821
+        self.viewer = viewer
+        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
+        self.probe_layer = ComboBox(label='vacuum probe',
+                                    choices=self._probes)
+        self.thresh_lower = FloatSpinBox(label='threshold lower', value=0.01,
+                                         min=0, max=1, step=0.01)
+        self.thresh_upper = FloatSpinBox(label='threshold upper', value=0.99,
+                                         min=0, max=1, step=0.01)
+        self.scan_step = FloatSpinBox(label='scan step (Å)', min=1e-4,
+                                      max=1e5, step=0.01)
+        self.semiangle = FloatSpinBox(label='semiangle (mrad)', min=1e-3,
+                                      max=1e3, step=0.1)
+        self.energy_kv = FloatSpinBox(label='energy (kV)', min=1e-3,
+                                      max=1e4, step=10)
+        self.runner = Runner('Fit', 'Probe fit')
+        self.apply_button = PushButton(text='Apply')
+        self.result = Label(value='')
+        self.status = Label(value='')
+        super().__init__(widgets=[
+            self.cube_layer, self.probe_layer, self.thresh_lower,
+            self.thresh_upper, self.scan_step, self.semiangle,
+            self.energy_kv, self.runner, self.apply_button, self.result,
+            self.status,
+        ])
+        self.fit_result: tuple[object, ProbeFit] | None = None
+        self.runner.run_button.changed.connect(
+            guarded(self.fit, self.runner.status))
+        self.apply_button.changed.connect(guarded(self.apply, self.status))
+        self.cube_layer.changed.connect(guarded(self.load, self.status))
+        for event in (viewer.layers.events.inserted,
+                      viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.load()
+
+    def _cubes(self, _=None):
+        return [(lay.name, lay) for lay in self.viewer.layers
+                if is_datacube_layer(lay)]
+
+    def _probes(self, _=None):
+        images = [lay for lay in self.viewer.layers
+                  if isinstance(lay, Image) and lay.ndim == 2 and not lay.rgb]
+        return [('(mean pattern of the datacube)', None)] + [
+            (lay.name, lay) for lay in images
+        ]
+
+    def load(self, *_):
+        """Fill the fields from the chosen cube's calibration; name the
+        fields that are missing and the defaults offered instead."""
+        self.fit_result = None
+        self.result.value = ''
+        layer = self.cube_layer.value
+        if layer is None:
+            self.status.value = 'Open a 4D-STEM datacube first.'
+            return
+        cal = datacube_of(layer).calibration
+        fields = ('scan_step', 'semiangle', 'energy')
+        step, semiangle, energy = (
+            DEFAULTS[n] if getattr(cal, n) is None else getattr(cal, n)
+            for n in fields
+        )
+        self.scan_step.value = step
+        self.semiangle.value = semiangle
+        self.energy_kv.value = energy / 1e3
+        missing = cal.missing(*fields)
+        self.status.value = (
+            f'{layer.name!r} has no {", ".join(FIELD_HELP[n] for n in missing)}: '
+            f'defaults shown ({step:g} Å, {semiangle:g} mrad, '
+            f'{energy / 1e3:g} kV); edit them, then Fit and Apply.'
+            if missing else ''
+        )
+
+    def fit(self):
+        """Fit the probe disk in a thread; draw it when done."""
+        layer = self.cube_layer.value
+        cube = datacube_of(layer)
+        probe = self.probe_layer.value
+        if probe is not None and probe.data.shape != cube.detector_shape:
+            raise LayerError(
+                f'Probe layer {probe.name!r} has shape {probe.data.shape} '
+                f'but the detector of {layer.name!r} is '
+                f'{cube.detector_shape}.'
+            )
+        lower, upper = self.thresh_lower.value, self.thresh_upper.value
+
+        def job():
+            pattern = mean_pattern(layer) if probe is None else probe.data
+            yield 0.5
+            return pattern, fit_probe(pattern, lower, upper)
+
+        self.runner.start(job, lambda result: self._show_fit(layer, *result))
+
+    def _show_fit(self, layer, pattern, fit: ProbeFit):
+        self.fit_result = (layer, fit)
+        q = q_pixel_from_semiangle(self.semiangle.value, fit.radius)
+        view = diffraction_view(self.viewer)
+        name = 'mean pattern' if self.probe_layer.value is None \
+            else 'vacuum probe'
+        view.show_pattern(name, np.asarray(pattern), (q, q))
+        draw_disk(view.model, fit.center, fit.radius, (q, q))
+        cx, cy = fit.center
+        self.result.value = (
+            f'radius {fit.radius:.2f} px, centre ({cx:.2f}, {cy:.2f}) px; '
+            f'Q pixel {q:.4g} mrad'
+        )
+
+    def apply(self):
+        """Write the form (and the fit, if any) into the cube's
+        calibration; rescale the datacube layer (mrad, Å)."""
+        layer = self.cube_layer.value
+        cube = datacube_of(layer)
+        values = dict(
+            scan_step=self.scan_step.value,
+            semiangle=self.semiangle.value,
+            energy=self.energy_kv.value * 1e3,
+        )
+        fitted = self.fit_result is not None and self.fit_result[0] is layer
+        if fitted:
+            fit = self.fit_result[1]
+            values |= dict(
+                probe_center=fit.center,
+                probe_radius=fit.radius,
+                q_pixel_mrad=q_pixel_from_semiangle(values['semiangle'],
+                                                    fit.radius),
+            )
+        cube.calibration.update(**values)
+        q = cube.calibration.q_pixel_mrad or DEFAULTS['q_pixel_mrad']
+        step = values['scan_step']
+        layer.scale = (q, q, step, step)
+        self.status.value = (
+            f'Calibration of {layer.name!r} set: step {step:g} Å, Q pixel '
+            f'{q:.4g} mrad.' + ('' if fitted else
+                                ' No probe fit yet: probe centre/radius and '
+                                'Q pixel left as they were (press Fit).')
+        )
+
+
+def draw_disk(model, center, radius: float, scale) -> None:
+    """Draw (or move) the fitted probe disk: an ellipse in the Shapes
+    layer :data:`PROBE_FIT` of the diffraction-view ``model``."""
+    cx, cy = center
+    box = np.array([[cx - radius, cy - radius], [cx + radius, cy - radius],
+                    [cx + radius, cy + radius], [cx - radius, cy + radius]])
+    if PROBE_FIT in model.layers:
+        layer = model.layers[PROBE_FIT]
+        layer.scale = scale
+        layer.data = [box]
+        return
+    model.add_shapes(
+        [box], shape_type='ellipse', name=PROBE_FIT, scale=scale,
+        units=('mrad', 'mrad'), edge_color='yellow', face_color='transparent',
+        edge_width=0.5,
+    )

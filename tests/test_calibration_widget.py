@@ -1,0 +1,99 @@
+"""Probe calibration widget in a real viewer: Fit draws the disk and
+reports it, Apply writes THE cube's calibration; bad input is a message."""
+
+import numpy as np
+import pytest
+
+from napari_phase import Calibration, DataCube, simulate
+from napari_phase.compute.probe import fit_probe
+from napari_phase.widgets.calibration_widget import (
+    PROBE_FIT,
+    CalibrationWidget,
+)
+from napari_phase.widgets.diffraction_view import diffraction_view
+
+
+@pytest.fixture(scope='module')
+def sim():
+    return simulate(scan_shape=(8, 8), detector_shape=(192, 192), seed=1)
+
+
+def add_cube(viewer, cube, name='scan'):
+    cal = cube.calibration
+    step, q = cal.scan_step or 1.0, cal.q_pixel_mrad or 1.0
+    return viewer.add_image(
+        cube.data.transpose(2, 3, 0, 1), name=name, scale=(q, q, step, step),
+        metadata={'napari_phase': {'datacube': cube}},
+    )
+
+
+def fit_and_wait(widget, qtbot):
+    widget.runner.run_button.clicked.emit()  # what a press emits
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10000)
+
+
+def test_fit_and_apply(make_napari_viewer, qtbot, sim):
+    viewer = make_napari_viewer()
+    cube = DataCube(sim.datacube.data, Calibration(), 'sim')
+    layer = add_cube(viewer, cube)
+    probe = viewer.add_image(sim.vacuum_probe, name='vacuum probe')
+    widget = CalibrationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert 'scan step' in widget.status.value  # uncalibrated: says what
+    widget.scan_step.value = 2.39
+    widget.semiangle.value = 22.6
+    widget.energy_kv.value = 300
+    widget.thresh_upper.value = 0.7
+    widget.probe_layer.value = probe
+    fit_and_wait(widget, qtbot)
+    expected = fit_probe(sim.vacuum_probe, 0.01, 0.7)
+    assert widget.fit_result[1] == expected
+    assert f'{expected.radius:.2f} px' in widget.result.value
+    disk = diffraction_view(viewer).model.layers[PROBE_FIT]
+    assert disk.shape_type == ['ellipse']
+    np.testing.assert_allclose(disk.data[0].mean(axis=0), expected.center,
+                               atol=1e-4)
+    np.testing.assert_allclose(np.ptp(disk.data[0], axis=0),
+                               2 * expected.radius, atol=1e-4)
+    q = 22.6 / expected.radius
+    assert disk.scale[0] == pytest.approx(q)
+
+    widget.apply_button.clicked.emit()
+    cal = cube.calibration  # THE object, not a copy
+    assert cal.probe_radius == pytest.approx(sim.truth['probe_radius'],
+                                             abs=0.5)
+    np.testing.assert_allclose(cal.probe_center, sim.truth['probe_center'],
+                               atol=0.5)
+    assert cal.q_pixel_mrad == pytest.approx(sim.truth['q_pixel_mrad'],
+                                             rel=0.01)
+    assert (cal.scan_step, cal.semiangle, cal.energy) == (2.39, 22.6, 3e5)
+    np.testing.assert_allclose(layer.scale, (q, q, 2.39, 2.39))
+
+
+def test_fit_on_mean_pattern(make_napari_viewer, qtbot, sim):
+    viewer = make_napari_viewer()
+    add_cube(viewer, sim.datacube)
+    widget = CalibrationWidget(viewer)
+    assert widget.status.value == ''  # calibrated: nothing missing
+    assert widget.scan_step.value == pytest.approx(2.39)
+    widget.thresh_upper.value = 0.7
+    fit_and_wait(widget, qtbot)
+    fit = widget.fit_result[1]
+    assert abs(fit.radius - sim.truth['probe_radius']) < 0.5
+    assert 'mean pattern' in diffraction_view(viewer).model.layers
+
+
+def test_bad_input_is_a_message(make_napari_viewer, qtbot, sim):
+    viewer = make_napari_viewer()
+    widget = CalibrationWidget(viewer)
+    assert 'Open a 4D-STEM datacube' in widget.status.value
+    widget.apply_button.clicked.emit()  # no cube: message, no exception
+    assert 'No datacube layer' in widget.status.value
+    add_cube(viewer, sim.datacube)
+    widget.probe_layer.value = viewer.add_image(np.ones((10, 10)), name='p')
+    widget.runner.run_button.clicked.emit()
+    assert "'p' has shape (10, 10)" in widget.runner.status.value
+    widget.probe_layer.value = viewer.add_image(np.zeros((192, 192)),
+                                                name='dark')
+    fit_and_wait(widget, qtbot)
+    assert 'no positive intensity' in widget.runner.status.value
