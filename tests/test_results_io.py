@@ -137,3 +137,22 @@ def test_unsupported_layer_type_is_refused(tmp_path):
     with pytest.raises(ResultsError, match="'lines'.*shapes"):
         save_results(tmp_path / 'x.h5', [([], {'name': 'lines'}, 'shapes')])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_napari_writer_and_reader_round_trip(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    layers, _ = sample_layers()
+    for layer in layers:
+        viewer._add_layer_from_data(*layer)
+    path = str(tmp_path / 'session.h5')
+    viewer.layers.save(path, plugin='napari-phase')
+    viewer.layers.clear()
+    viewer.open(path, plugin='napari-phase')
+    assert [layer.name for layer in viewer.layers] == [
+        'DPC phase', 'Ptychography phase']
+    for (data, attrs, _), layer in zip(layers, viewer.layers):
+        np.testing.assert_array_equal(layer.data, data)
+        np.testing.assert_allclose(layer.scale, attrs['scale'])
+        np.testing.assert_allclose(layer.translate, attrs['translate'])
+    params = viewer.layers[0].metadata['napari_phase']['parameters']
+    assert params['rotation_deg'] == -15.0

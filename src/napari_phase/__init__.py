@@ -5,6 +5,7 @@ from .compute.datacube import DataCube, DataCubeError
 from .compute.simulate import simulate
 from .io.emd import write_emd, write_emd_probe
 from .io.read import ReadError, read_datacube, read_probe
+from .io.results import load_results, save_results
 
 __version__ = '0.1.0'
 __all__ = [
@@ -13,8 +14,10 @@ __all__ = [
     'DataCube',
     'DataCubeError',
     'ReadError',
+    'load_results',
     'read_datacube',
     'read_probe',
+    'save_results',
     'simulate',
     'write_emd',
     'write_emd_probe',

@@ -12,12 +12,15 @@ from pathlib import Path
 
 from .layers import datacube_layers, probe_layers
 from .read import describe, read_datacube, read_probe
+from .results import results_reader
 
 
 def get_reader(path):
     """A reader function for ``path``, or None when it is not ours."""
     if not isinstance(path, str | os.PathLike):
         return None
+    if (reader := results_reader(path)) is not None:  # saved results
+        return reader
     return {'datacube': read_datacube_layers,
             'probe': read_probe_layers}.get(describe(path))
 
