@@ -127,3 +127,12 @@ def iterate_scan_rows(
 
 
 ProgressCallback = Callable[[float], None]
+
+
+def available_memory(xp: ModuleType) -> int:
+    """Bytes free now on the device of ``xp``: host RAM (numpy) or the
+    GPU's free memory (cupy)."""
+    if xp is np:
+        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    free, _total = xp.cuda.runtime.memGetInfo()
+    return int(free + xp.get_default_memory_pool().free_bytes())
