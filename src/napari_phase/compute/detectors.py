@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.path import Path
 
-from .backend import ProgressCallback
+from .backend import ProgressCallback, iterate_scan_rows, xp_of
 from .calibration import Calibration
 from .datacube import DataCube
 from .reduce import detector_sums
@@ -124,12 +124,35 @@ def virtual_images(
     cupy or dask array; ``masks`` is (K, Qx, Qy) or a sequence of (Qx, Qy)
     masks. numpy/cupy in, the same out; dask in, numpy out.
     """
+    steps = iter_virtual_images(data_or_cube, masks)
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress:
+            progress(done)
+
+
+def iter_virtual_images(data_or_cube, masks):
+    """Generator form of :func:`virtual_images` for interactive use: yields
+    the fraction done after each chunk of scan rows (lazy data is read one
+    chunk at a time, so a caller can stop between chunks) and returns the
+    images."""
     data = (
         data_or_cube.data if isinstance(data_or_cube, DataCube)
         else data_or_cube
     )
     weights = np.stack([np.asarray(m, dtype=np.float32) for m in masks])
-    return detector_sums(data, weights, progress)
+    out = None
+    for rows, block in iterate_scan_rows(data):
+        part = detector_sums(block, weights)
+        if out is None:
+            xp = xp_of(part)
+            out = xp.empty((len(weights), *data.shape[:2]), xp.float32)
+        out[:, rows] = part
+        yield rows.stop / data.shape[0]
+    return out
 
 
 def _grid(shape):
