@@ -155,14 +155,14 @@ def from_py4dstem(fields: dict, base: dict) -> dict:
 
 
 def read_metadata(group: h5py.Group) -> dict:
-    """The scalar entries of an emdfile Metadata group."""
+    """The entries of an emdfile Metadata group that are datasets (an
+    entry without emdfile's ``type`` tag is read by its value)."""
     values = {}
     for key, item in group.items():
-        kind = item.attrs.get('type')
-        if not isinstance(item, h5py.Dataset) or kind is None:
+        if not isinstance(item, h5py.Dataset):
             continue
-        kind = _text(kind)
         value = item[()]
+        kind = _text(item.attrs.get('type', _kind_of(value)))
         if kind == 'None':
             values[key] = None
         elif kind == 'string':
@@ -339,6 +339,12 @@ def _angle_mrad(size, units, energy):
         UserWarning, stacklevel=6,
     )
     return None
+
+
+def _kind_of(value) -> str:
+    if isinstance(value, bytes | str):
+        return 'string'
+    return 'number' if np.ndim(value) == 0 else 'array'
 
 
 def _number(value):
