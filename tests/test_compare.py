@@ -11,6 +11,7 @@ from napari_phase.compute.compare import (
     correlation,
     fourier_ring_correlation,
     line_profile,
+    local_centroid,
     robust_limits,
 )
 
@@ -120,3 +121,14 @@ def test_results_of_different_datasets_are_refused():
     check_same_dataset({'dpc': 'a.h5', 'parallax': 'a.h5', 'x': None})
     with pytest.raises(CompareError, match="'ptycho' from 'b.h5'"):
         check_same_dataset({'dpc': 'a.h5', 'ptycho': 'b.h5'})
+
+
+def test_local_centroid_of_a_placed_disk():
+    pixel, origin = 0.5, (-3.0, 2.0)
+    x = origin[0] + np.arange(80)[:, None] * pixel
+    y = origin[1] + np.arange(80)[None, :] * pixel
+    centre = (14.3, 21.1)
+    disk = np.clip(1 - ((x - centre[0])**2 + (y - centre[1])**2) / 16, 0, None)
+    image = PlacedImage(disk, (pixel, pixel), origin)
+    found = local_centroid(image, (12.0, 23.0), radius=9.0)
+    np.testing.assert_allclose(found, centre, atol=0.05)

@@ -48,8 +48,13 @@ UNITS = {
     'detector angle': {'mrad': 1.0, 'rad': 1000.0},
     'pixels': {'px': 1.0, 'pixels': 1.0},
     'energy': {'eV': 1.0, 'keV': 1e3, 'kV': 1e3, 'V': 1.0},
+    'spatial frequency': {'1/Å': 1.0, '1/A': 1.0, '1/nm': 0.1},
 }
 CANONICAL = {kind: next(iter(units)) for kind, units in UNITS.items()}
+
+
+#: The type of a switch that may also carry a number (False, True or 3).
+BOOL_OR_INT = (bool, int)
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,23 @@ SCHEMA = {
         'step_size': _p(),
         'tolerance': _p(),
     },
-    'parallax': {},
+    'parallax': {
+        'threshold_intensity': _p(),
+        'edge_blend': _p('pixels'),
+        'object_padding_px': _p('pixels', type=int, pair=True),
+        'max_alignment_bin': _p('pixels', type=int),
+        'min_alignment_bin': _p('pixels', type=int),
+        'num_iter_at_min_bin': _p(type=int),
+        'cross_correlation_upsample': _p(type=int),
+        'regularize_shifts': _p(type=BOOL_OR_INT),
+        'upsample_factor': _p(),
+        'kde_sigma_px': _p('pixels'),
+        'fit_max_order': _p(type=int),
+        'defocus_sign': _p(type=int),
+        'rotation_deg': _p('angle'),
+        'transpose': _p(type=bool),
+        'ctf_info_limit': _p('spatial frequency'),
+    },
     'ptychography': {},
 }
 TOP_LEVEL = {
@@ -181,6 +202,8 @@ def _value(param: Param, value, key: str):
 
 
 def _scalar(param: Param, value, key: str):
+    if param.type is BOOL_OR_INT and isinstance(value, bool):
+        return value
     if param.type is bool:
         if not isinstance(value, bool):
             raise RecipeError(f'{key}: expected true or false, got {value!r}')
@@ -197,7 +220,7 @@ def _scalar(param: Param, value, key: str):
             raise RecipeError(f'{key}: expected a list, got {value!r}')
         return list(value)
     number = _number(param.unit, value, key)
-    if param.type is int:
+    if param.type in (int, BOOL_OR_INT):
         if number != int(number):
             raise RecipeError(f'{key}: expected a whole number, got {value!r}')
         return int(number)

@@ -268,3 +268,26 @@ def check_same_dataset(sources: dict[str, str | None]) -> None:
             f'These results come from different datasets: {listing}. '
             'Compare results of one dataset.'
         )
+
+
+def local_centroid(
+    image: PlacedImage, center, radius: float, spacing: float | None = None
+) -> np.ndarray:
+    """Centroid (Å, scan frame) of the bright feature within ``radius`` Å
+    of ``center``: values above the median of the disk, weighted by their
+    excess, sampled every ``spacing`` Å (default: the image pixel)."""
+    spacing = spacing or min(image.scale)
+    offsets = np.arange(-radius, radius + spacing / 2, spacing)
+    dx, dy = np.meshgrid(offsets, offsets, indexing='ij')
+    inside = dx**2 + dy**2 <= radius**2
+    points = np.stack([dx[inside], dy[inside]]) + np.reshape(center, (2, 1))
+    values = image.sample(points)
+    keep = np.isfinite(values)
+    if not keep.any():
+        raise CompareError(f'{image.name}: nothing within {radius:g} Å of '
+                           f'{tuple(center)}')
+    weight = np.clip(values[keep] - np.median(values[keep]), 0, None)
+    if not weight.sum() > 0:
+        raise CompareError(f'{image.name}: no bright feature near '
+                           f'{tuple(center)}')
+    return (points[:, keep] * weight).sum(axis=1) / weight.sum()

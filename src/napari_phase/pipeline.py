@@ -1,0 +1,207 @@
+"""The headless pipeline: a DataCube (+ vacuum probe) and a recipe in,
+every result on one physical grid out.
+
+Steps run in :data:`~napari_phase.recipe.STEP_ORDER` (calibrate → virtual
+BF/ADF → DPC → parallax → ptychography), those present in the recipe and
+asked for. They share ONE :class:`Calibration`, the cube's: the probe fit
+writes the probe centre, radius and Q pixel into it, parallax its rotation,
+transpose, C1 and aberrations, and ptychography reads them from it, as the
+widgets do.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .compute.backend import to_numpy
+from .compute.calibration import Calibration
+from .compute.datacube import DataCube
+from .compute.detectors import adf_mask, bf_mask, virtual_images
+from .compute.dpc import dpc
+from .compute.parallax import parallax_steps
+from .compute.probe import fit_probe, q_pixel_from_semiangle
+from .recipe import STEP_ORDER, RecipeError, validate
+from .widgets._common import real_space_layer
+
+#: Method names accepted on the command line → recipe steps.
+METHODS = {'dpc': 'dpc', 'parallax': 'parallax', 'ptycho': 'ptychography',
+           'ptychography': 'ptychography'}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``fraction`` (0–1) of ``step`` done."""
+
+    step: str
+    fraction: float
+
+
+@dataclass
+class PipelineResult:
+    """What a run made: the method results by step, the real-space layers
+    (napari layer-data tuples, Å grid) and the calibration they used."""
+
+    calibration: Calibration
+    results: dict = field(default_factory=dict)
+    layers: list = field(default_factory=list)
+    recipe: dict = field(default_factory=dict)
+
+
+def steps_to_run(recipe: dict, methods=None) -> list[str]:
+    """The recipe's steps, restricted to ``methods`` (names of
+    :data:`METHODS`; calibration and virtual images always run)."""
+    steps = list(recipe['steps'])
+    if methods is None:
+        return steps
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise RecipeError(f'unknown method(s) {", ".join(unknown)}; choose '
+                          'from dpc, parallax, ptycho')
+    wanted = {METHODS[m] for m in methods} | {'calibrate', 'virtual'}
+    missing = sorted(wanted - set(steps) - {'calibrate', 'virtual'})
+    if missing:
+        raise RecipeError(f'the recipe has no {", ".join(missing)} step')
+    return [step for step in steps if step in wanted]
+
+
+def pipeline(
+    cube: DataCube, recipe: dict, probe=None, methods=None
+) -> Generator[Progress, None, PipelineResult]:
+    """Run ``recipe`` on ``cube`` step by step: yields :class:`Progress`,
+    returns a :class:`PipelineResult`. Stop iterating to cancel."""
+    recipe = validate(recipe)
+    steps = steps_to_run(recipe, methods)
+    cal = cube.calibration
+    cal.update(**{key: value for key, value in recipe['calibration'].items()
+                  if value is not None})
+    run = PipelineResult(cal, recipe=recipe)
+    context = dict(cube=cube, probe=probe, recipe=recipe, run=run)
+    for step in STEP_ORDER:
+        if step in steps:
+            yield Progress(step, 0.0)
+            running = STEPS[step](recipe['steps'][step], **context)
+            if inspect.isgenerator(running):  # reports its own progress
+                yield from running
+            yield Progress(step, 1.0)
+    return run
+
+
+def run_pipeline(
+    cube: DataCube,
+    recipe: dict,
+    probe=None,
+    methods=None,
+    progress: Callable[[Progress], None] | None = None,
+) -> PipelineResult:
+    """:func:`pipeline` run to the end; ``progress`` gets every
+    :class:`Progress`."""
+    steps = pipeline(cube, recipe, probe, methods)
+    while True:
+        try:
+            report = next(steps)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(report)
+
+
+def _fractions(step: str, generator):
+    """Progress of a method's own generator of fractions; its result."""
+    while True:
+        try:
+            fraction = next(generator)
+        except StopIteration as done:
+            return done.value
+        yield Progress(step, float(fraction))
+
+
+def _calibrate(params, cube, probe, run, **_):
+    which = params.get('pattern') or (
+        'mean' if probe is None else 'vacuum_probe')
+    if which == 'vacuum_probe' and probe is None:
+        raise RecipeError('calibrate.pattern is vacuum_probe but no probe '
+                          'was given (--probe PROBE.h5)')
+    pattern = probe if which == 'vacuum_probe' else cube.mean_and_max_pattern()[0]
+    kwargs = {k: v for k, v in params.items() if k != 'pattern' and v is not None}
+    fit = fit_probe(to_numpy(pattern), **kwargs)
+    cal = run.calibration
+    cal.require('semiangle', purpose='the detector pixel size')
+    cal.update(probe_center=fit.center, probe_radius=fit.radius,
+               q_pixel_mrad=q_pixel_from_semiangle(cal.semiangle, fit.radius))
+    run.results['calibrate'] = fit
+
+
+def _virtual(params, cube, run, **_):
+    cal = run.calibration
+    shape = cube.detector_shape
+    images = virtual_images(cube, [bf_mask(cal, shape), adf_mask(cal, shape)])
+    run.results['virtual'] = images
+    parameters = {'source': cube.source, 'calibration': cal.to_dict()}
+    for name, image, detector in zip(('Virtual BF', 'Virtual ADF'), images,
+                                     ('bf', 'adf')):
+        run.layers.append(real_space_layer(
+            image, name, cal.scan_step, parameters | {'detector': detector},
+            colormap='gray'))
+
+
+def _dpc(params, cube, run, **_):
+    kwargs = {k: v for k, v in params.items()
+              if k not in ('mask', 'mask_threshold') and v is not None}
+    result = dpc(cube, mask=_dpc_mask(params, cube, run.calibration),
+                 **kwargs)
+    run.results['dpc'] = result
+    run.layers.append(real_space_layer(
+        result.phase, 'DPC phase', result.pixel_size,
+        result.parameters | {'recipe': params}, colormap='gray'))
+
+
+def _dpc_mask(params, cube, cal):
+    kind = params.get('mask') or 'none'
+    if kind == 'bf':
+        return bf_mask(cal, cube.detector_shape)
+    if kind == 'threshold':
+        mean = to_numpy(cube.mean_and_max_pattern()[0])
+        return mean > (params.get('mask_threshold') or 0.8) * mean.max()
+    return None
+
+
+def _parallax(params, cube, recipe, run, **_):
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v)
+              for k, v in params.items() if v is not None}
+    if recipe.get('device'):
+        kwargs.setdefault('device', recipe['device'])
+    result = yield from _fractions('parallax', parallax_steps(cube, **kwargs))
+    run.results['parallax'] = result
+    if result.rotation_deg is not None:
+        run.calibration.update(
+            rotation_deg=result.rotation_deg,
+            transpose=bool(result.transpose),
+            C1=result.C1,
+            aberrations={k: v for k, v in result.aberrations.items()
+                         if k != 'C10'},
+            half_turn=result.half_turn,
+        )
+    for key, name in (('upsampled', 'Parallax (upsampled)'),
+                      ('phase', 'Parallax phase')):
+        run.layers.append(real_space_layer(
+            np.asarray(to_numpy(getattr(result, key))), name,
+            result.pixel_size[key], result.parameters, result.origin[key],
+            colormap='gray'))
+
+
+def _ptychography(params, cube, probe, recipe, run, **_):
+    raise RecipeError('ptychography is not available yet')
+    yield
+
+
+STEPS = {
+    'calibrate': _calibrate,
+    'virtual': _virtual,
+    'dpc': _dpc,
+    'parallax': _parallax,
+    'ptychography': _ptychography,
+}

@@ -1,0 +1,95 @@
+"""The headless pipeline on the simulator: one shared calibration, and
+every result on one physical grid (particles overlay within a scan step)."""
+
+import numpy as np
+import pytest
+
+from napari_phase import DataCube, simulate
+from napari_phase.compute.compare import PlacedImage, local_centroid
+from napari_phase.pipeline import Progress, pipeline, run_pipeline
+from napari_phase.recipe import RecipeError, new_recipe
+
+PHASES = ('DPC phase', 'Parallax phase')
+
+
+def seed_recipe():
+    return new_recipe({
+        'calibrate': {'thresh_upper': 0.7},
+        'virtual': {},
+        'dpc': {'mask': 'threshold', 'mask_threshold': 0.8},
+        'parallax': {},
+    }, seed=0)
+
+
+@pytest.fixture(scope='module')
+def sim():
+    return simulate(scan_shape=(32, 32), detector_shape=(96, 96),
+                    n_particles=3, seed=4)
+
+
+@pytest.fixture(scope='module')
+def run(sim):
+    cube = DataCube(sim.datacube.data, sim.datacube.calibration.copy(),
+                    source='sim seed 4')
+    reports = []
+    result = run_pipeline(cube, seed_recipe(), probe=sim.vacuum_probe,
+                          progress=reports.append)
+    return cube, result, reports
+
+
+def test_one_calibration_is_shared_and_filled(sim, run):
+    cube, result, reports = run
+    cal = result.calibration
+    assert cal is cube.calibration
+    truth = sim.truth
+    np.testing.assert_allclose(cal.probe_center, truth['probe_center'],
+                               atol=0.3)
+    assert cal.probe_radius == pytest.approx(truth['probe_radius'], rel=0.03)
+    assert cal.rotation_deg == pytest.approx(truth['rotation_deg'], abs=4)
+    assert cal.C1 == pytest.approx(truth['C1'], rel=0.15)
+    assert result.results['dpc'].rotation_deg == pytest.approx(
+        truth['rotation_deg'], abs=3)
+    steps = [r.step for r in reports if r.fraction == 1.0]
+    assert steps[0] == 'calibrate' and 'parallax' in steps
+    assert all(0 <= r.fraction <= 1 for r in reports)
+
+
+def test_results_overlay_on_one_grid(sim, run):
+    """Each particle's centroid is at its true scan-frame position, within
+    one scan step, in every method's layer (scale/translate in Å)."""
+    _, result, _ = run
+    layers = {attrs['name']: PlacedImage(data, attrs['scale'],
+                                         attrs['translate'], attrs['name'])
+              for data, attrs, _ in result.layers}
+    assert set(PHASES) <= set(layers)
+    step = sim.datacube.calibration.scan_step
+    extent = (np.array(sim.datacube.scan_shape) - 1) * step
+    for x, y, radius, _ in sim.specimen.particles:
+        if not (radius < x < extent[0] - radius
+                and radius < y < extent[1] - radius):
+            continue  # only particles fully inside the scan
+        for name in PHASES:
+            found = local_centroid(layers[name], (x, y), 1.6 * radius)
+            assert np.hypot(*(found - (x, y))) < step, (name, found, (x, y))
+
+
+def test_methods_select_steps_and_bad_names_fail(sim):
+    cube = DataCube(sim.datacube.data, sim.datacube.calibration.copy())
+    steps = pipeline(cube, seed_recipe(), probe=sim.vacuum_probe,
+                     methods=['dpc'])
+    done = []
+    while True:
+        try:
+            report = next(steps)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        assert isinstance(report, Progress)
+        done.append(report.step)
+    assert set(done) == {'calibrate', 'virtual', 'dpc'}
+    assert set(result.results) == {'calibrate', 'virtual', 'dpc'}
+    with pytest.raises(RecipeError, match='unknown method.*phase'):
+        run_pipeline(cube, seed_recipe(), methods=['phase'])
+    with pytest.raises(RecipeError, match='vacuum_probe but no probe'):
+        run_pipeline(cube, new_recipe(
+            {'calibrate': {'pattern': 'vacuum_probe'}}))
