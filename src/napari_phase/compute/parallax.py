@@ -1,0 +1,589 @@
+"""Parallax (tilt-corrected bright field): align the virtual BF images of a
+defocused probe, upsample them, fit the probe aberrations, correct the CTF.
+
+Steps (ALGORITHMS.md §1.4, without its linear projection of the shifts):
+
+1. BF pixels: mean pattern ≥ ``threshold_intensity``·max; their angles θ
+   (detector frame, radians) relative to the beam centre.
+2. One virtual image per BF pixel, normalised to mean 1, blended to 1 over
+   ``edge_blend`` scan pixels at the scan edges, padded with 1.
+3. Alignment: groups of BF pixels (bins of ``max_alignment_bin`` px down
+   to ``min_alignment_bin``, the last repeated ``num_iter_at_min_bin``
+   times); the groups' mean shifted images (one vectorised pass) are
+   cross-correlated from the centre outward against the running sum of
+   the groups already aligned; sub-pixel peaks by DFT upsampling. Coarse
+   levels pass on a smooth cubic of θ through their group shifts; the
+   finest level's shifts stay raw unless ``regularize_shifts``
+   (polynomial of θ, degree 2 or the int given).
+4. Aberration fit (``compute/aberrations.py``): affine pass for rotation,
+   transpose and C1; gradient-basis least squares for C1, astigmatism,
+   coma, trefoil with standard errors. The shifts' common offset is
+   removed so that the images register with the scan positions.
+5. Kernel-density upsampling (bilinear splat, Gaussian smoothing, V/W).
+6. CTF correction of the upsampled image; the half-turn (θ, C1) ≡
+   (θ + 180°, −C1) is resolved by ``defocus_sign`` or by the shared
+   positivity criterion on the corrected phase.
+
+Images are returned cropped to the scanned field of view: pixel (0, 0)
+of each is scan position (0, 0) (origin (0, 0) Å), so they overlay
+``SimulatedData.true_phase`` and the other real-space layers exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .aberrations import (
+    aberration_orders,
+    affine_fit,
+    ctf_correct,
+    fit_aberrations,
+    half_turn,
+)
+from .backend import (
+    ProgressCallback,
+    device_xp,
+    fft_of,
+    is_cupy,
+    iterate_scan_rows,
+    to_numpy,
+    xp_of,
+)
+from .datacube import DataCube
+from .halfturn import positive_phase_sign
+
+#: Fewest BF pixels worth aligning.
+MIN_BF_PIXELS = 10
+
+#: Degree of the smooth polynomial of θ through the group shifts of the
+#: coarse levels. Group-constant shifts would leave steps that the finer
+#: groups straddle and never resolve; only the finest level's raw shifts
+#: are kept as measured.
+COARSE_DEGREE = 3
+
+
+@dataclass
+class ParallaxResult:
+    """Everything :func:`parallax` measured. Images share one frame: the
+    scan frame, pixel (0, 0) at ``origin[name]`` Å from scan position
+    (0, 0), ``pixel_size[name]`` Å per pixel."""
+
+    aligned: object  # tilt-corrected BF image (normalised, mean ≈ 1)
+    upsampled: object  # KDE-upsampled aligned image
+    phase: object  # CTF-corrected phase (radians, lower bound), upsampled grid
+    bf_pixels: np.ndarray  # (N, 2) detector indices of the BF pixels
+    bf_mrad: np.ndarray  # (N, 2) their angles from the beam centre (mrad)
+    shifts: np.ndarray  # (N, 2) aligning shifts (Å, scan frame)
+    aberrations: dict  # polar: C10 (= C1), C12, phi12, C21, ... (Å, degrees)
+    uncertainties: dict  # standard error of each entry of `aberrations`
+    significant: dict  # 'C10', 'C12', ...: measured above the noise
+    rotation_deg: float | None  # None when there is no parallax to fit
+    transpose: bool | None
+    half_turn: str  # how the 180° ambiguity was resolved
+    half_turn_confidence: float
+    upsample_factor: float
+    pixel_size: dict  # 'aligned', 'upsampled', 'phase' → Å
+    origin: dict  # same keys → (x, y) Å
+    parameters: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def C1(self) -> float:
+        """C1 = C10 = −defocus (Å)."""
+        return self.aberrations['C10']
+
+
+def parallax(
+    cube: DataCube,
+    threshold_intensity: float = 0.6,
+    edge_blend: float = 2.0,
+    object_padding_px: tuple[int, int] = (4, 4),
+    max_alignment_bin: int = 64,
+    min_alignment_bin: int = 8,
+    num_iter_at_min_bin: int = 6,
+    cross_correlation_upsample: int = 8,
+    regularize_shifts: bool | int = False,
+    upsample_factor: float | None = None,
+    kde_sigma_px: float = 0.125,
+    fit_max_order: int = 3,
+    defocus_sign: int | None = None,
+    rotation_deg: float | None = None,
+    transpose: bool | None = None,
+    ctf_info_limit: float | None = None,
+    device: str = 'cpu',
+    progress: ProgressCallback | None = None,
+) -> ParallaxResult:
+    """Tilt-corrected bright field of ``cube`` (see the module doc).
+
+    Units: pixels for the bins, padding and edge blend; ``kde_sigma_px``
+    in scan pixels; ``fit_max_order`` the highest radial power of χ (3:
+    C1, astigmatism, coma, trefoil); ``defocus_sign`` ±1 forces the sign
+    of C1; ``rotation_deg``/``transpose`` force the scan rotation
+    (degrees) and transpose; ``ctf_info_limit`` (Å⁻¹) damps the CTF
+    correction; ``upsample_factor`` None picks py4DSTEM's rule (rounded
+    to an integer). ``progress`` receives fractions in [0, 1].
+    """
+    parameters = {k: v for k, v in locals().items() if k not in ('cube', 'progress')}
+    steps = parallax_steps(cube, **parameters)
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(fraction)
+
+
+def parallax_steps(
+    cube: DataCube, **parameters
+) -> Generator[float, None, ParallaxResult]:
+    """:func:`parallax` as a generator: yields progress fractions (one per
+    alignment level and per stage), returns the :class:`ParallaxResult`.
+    Stop iterating to cancel."""
+    p = _checked_parameters(parameters)
+    if not isinstance(cube, DataCube):
+        raise TypeError(f'parallax needs a DataCube, not {type(cube).__name__}')
+    cal = cube.calibration
+    cal.require('scan_step', 'q_pixel_mrad', 'energy', purpose='parallax')
+    data = cube.data
+    xp = xp_of(data) if is_cupy(data) else device_xp(p['device'])
+    mean_pattern = to_numpy(cube.mean_and_max_pattern()[0])
+    yield 0.05
+    bf_pixels, theta = _bright_field(mean_pattern, cal, p['threshold_intensity'], cube.source)
+    images = _bf_images(data, bf_pixels, p['edge_blend'], p['object_padding_px'], xp)
+    yield 0.15
+
+    fft = fft_of(xp)
+    spectra = fft.fft2(images)
+    shifts = np.zeros((len(bf_pixels), 2))
+    centred = bf_pixels - np.median(bf_pixels, axis=0)
+    levels = _bin_levels(p['max_alignment_bin'], p['min_alignment_bin'], p['num_iter_at_min_bin'])
+    smoother = _regularizer(theta, COARSE_DEGREE)
+    regularizer = _regularizer(theta, p['regularize_shifts'])
+    for i, bin_px in enumerate(levels):
+        labels = _group_labels(centred, bin_px)
+        shifts = shifts + _align_groups(spectra, shifts, labels, centred, p['cross_correlation_upsample'])[labels]
+        if bin_px > p['min_alignment_bin']:
+            shifts = smoother @ shifts
+        elif regularizer is not None:
+            shifts = regularizer @ shifts
+        shifts -= shifts.mean(axis=0)
+        yield 0.15 + 0.6 * (i + 1) / len(levels)
+
+    step = cal.scan_step
+    n_groups = len(np.unique(labels))
+    fit, notes = _fit(theta, shifts * step, n_groups, p)
+    shifts = shifts - fit.offset / step
+    aligned = fft.ifft2(_shifted_sum(spectra, shifts)).real / len(shifts)
+    factor = p['upsample_factor'] or _default_upsample(theta, cal, mean_pattern.shape)
+    upsampled = kde_upsample(images, shifts, factor, p['kde_sigma_px'])
+    yield 0.9
+
+    parallax_found = fit.rotation_deg is not None
+    phase = ctf_correct(
+        upsampled, step / factor, cal.wavelength, fit.aberrations,
+        fit.rotation_deg or 0.0, bool(fit.transpose),
+        flip=parallax_found, info_limit=p['ctf_info_limit'],
+    )
+    pad = [n // 2 for n in p['object_padding_px']]
+    aligned, upsampled, phase = (
+        _crop(image, pad, cube.scan_shape, f)
+        for image, f in ((aligned, 1), (upsampled, factor), (phase, factor))
+    )
+    fit, phase, text, confidence = _resolve_half_turn(fit, phase, p, factor)
+    yield 1.0
+    return ParallaxResult(
+        aligned=aligned.astype(np.float32),
+        upsampled=upsampled.astype(np.float32),
+        phase=phase,
+        bf_pixels=bf_pixels,
+        bf_mrad=theta * 1e3,
+        shifts=shifts * step,
+        aberrations=fit.aberrations,
+        uncertainties=fit.uncertainties,
+        significant=fit.significant,
+        rotation_deg=fit.rotation_deg,
+        transpose=fit.transpose,
+        half_turn=text,
+        half_turn_confidence=confidence,
+        upsample_factor=factor,
+        pixel_size={'aligned': step, 'upsampled': step / factor, 'phase': step / factor},
+        origin={name: (0.0, 0.0) for name in ('aligned', 'upsampled', 'phase')},
+        parameters=p | {'upsample_factor': factor},
+        warnings=notes,
+    )
+
+
+_DEFAULTS = dict(
+    threshold_intensity=0.6, edge_blend=2.0, object_padding_px=(4, 4),
+    max_alignment_bin=64, min_alignment_bin=8, num_iter_at_min_bin=6,
+    cross_correlation_upsample=8, regularize_shifts=False,
+    upsample_factor=None, kde_sigma_px=0.125, fit_max_order=3,
+    defocus_sign=None, rotation_deg=None, transpose=None,
+    ctf_info_limit=None, device='cpu',
+)
+
+
+def _checked_parameters(parameters: dict) -> dict:
+    unknown = set(parameters) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f'parallax got unknown parameter(s) {sorted(unknown)}')
+    p = _DEFAULTS | parameters
+    if p['defocus_sign'] not in (None, 1, -1):
+        raise ValueError(f"defocus_sign must be +1, -1 or None, not {p['defocus_sign']!r}")
+    if not 0 < p['threshold_intensity'] < 1:
+        raise ValueError('threshold_intensity must be in (0, 1) (relative to the brightest pixel)')
+    if not p['max_alignment_bin'] >= p['min_alignment_bin'] >= 1 or p['num_iter_at_min_bin'] < 1:
+        raise ValueError('need max_alignment_bin ≥ min_alignment_bin ≥ 1 and num_iter_at_min_bin ≥ 1')
+    if p['upsample_factor'] is not None and p['upsample_factor'] < 1:
+        raise ValueError('upsample_factor must be ≥ 1')
+    p['object_padding_px'] = tuple(int(n) for n in p['object_padding_px'])
+    return p
+
+
+# --- bright-field pixels and their images ----------------------------------
+
+
+def _bright_field(mean_pattern, cal, threshold, source):
+    """BF pixel indices (N, 2) and their angles θ (N, 2) rad, detector
+    frame, from the beam centre (calibrated, else the BF centroid)."""
+    mask = mean_pattern >= threshold * mean_pattern.max()
+    bf_pixels = np.argwhere(mask)
+    if len(bf_pixels) < MIN_BF_PIXELS:
+        raise ValueError(
+            f'{source}: threshold_intensity {threshold} selects only '
+            f'{len(bf_pixels)} bright-field pixel(s) (need ≥ {MIN_BF_PIXELS}); '
+            'lower the threshold or check that the beam is on the detector.'
+        )
+    if cal.probe_center is not None:
+        centre = np.asarray(cal.probe_center, float)
+    else:
+        weights = mean_pattern[mask].astype(float)
+        centre = (bf_pixels * weights[:, None]).sum(0) / weights.sum()
+    return bf_pixels, (bf_pixels - centre) * cal.q_pixel_mrad * 1e-3
+
+
+def edge_window(shape, edge_blend: float, xp=np):
+    """sin² ramp from 0 at the scan edge to 1 ``edge_blend`` px inside."""
+    ramps = []
+    for n in shape:
+        d = (1 - np.abs((2 * np.arange(n) + 1) / n - 1)) * n / 2
+        ramp = np.sin(np.pi / 2 * np.clip(d / edge_blend, 0, 1)) ** 2 if edge_blend > 0 else np.ones(n)
+        ramps.append(ramp)
+    return xp.asarray(np.outer(*ramps), dtype=np.float32)
+
+
+def _bf_images(data, bf_pixels, edge_blend, padding, xp):
+    """(N, Rx + pad, Ry + pad) float32: each BF pixel's virtual image over
+    its window-weighted mean, blended to 1 at the edges, padded with 1."""
+    rx, ry = data.shape[:2]
+    mask = np.zeros(data.shape[2:], bool)
+    mask[tuple(bf_pixels.T)] = True
+    mask = xp.asarray(mask)
+    stack = xp.empty((rx, ry, len(bf_pixels)), np.float32)
+    for rows, block in iterate_scan_rows(data):
+        stack[rows] = xp.asarray(block)[..., mask]
+    stack = xp.moveaxis(stack, -1, 0)
+    window = edge_window((rx, ry), edge_blend, xp)
+    means = (stack * window).sum(axis=(1, 2)) / window.sum()
+    means = xp.maximum(means, 1e-6 * means.max())
+    images = xp.ones((len(bf_pixels), rx + padding[0], ry + padding[1]), np.float32)
+    x0, y0 = padding[0] // 2, padding[1] // 2
+    images[:, x0:x0 + rx, y0:y0 + ry] = 1 - window + window * stack / means[:, None, None]
+    return images
+
+
+# --- alignment --------------------------------------------------------------
+
+
+def _bin_levels(max_bin, min_bin, repeats):
+    """Bin sizes (px): halving from ``max_bin`` while above ``min_bin``,
+    then ``min_bin`` ``repeats`` times."""
+    levels = []
+    size = float(max_bin)
+    while size > min_bin:
+        levels.append(size)
+        size /= 2
+    return levels + [float(min_bin)] * repeats
+
+
+def _group_labels(centred_pixels, bin_px):
+    """Group index (0…G−1) of each BF pixel for bins of ``bin_px``.
+
+    Slivers at the disk edge (fewer than a quarter of the largest group's
+    pixels) join the nearest full group: alone, their few aperture-edge
+    pixels give no reliable correlation peak."""
+    cells = np.round(centred_pixels / bin_px).astype(int)
+    keys, labels, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
+    labels = labels.ravel()
+    full = counts >= counts.max() / 4
+    distance = ((keys[:, None] - keys[full][None]) ** 2).sum(axis=2)
+    nearest = np.flatnonzero(full)[distance.argmin(axis=1)]
+    return np.unique(nearest[labels], return_inverse=True)[1]
+
+
+def _ramps(shifts, shape, xp):
+    """Separable Fourier phase ramps that move images by ``shifts`` (N, 2)
+    px towards +index: (N, X) and (N, Y) complex64."""
+    fx, fy = (xp.asarray(np.fft.fftfreq(n)) for n in shape)
+    s = xp.asarray(shifts)
+    ex = xp.exp(-2j * np.pi * s[:, :1] * fx[None]).astype(np.complex64)
+    ey = xp.exp(-2j * np.pi * s[:, 1:] * fy[None]).astype(np.complex64)
+    return ex, ey
+
+
+def _shifted_sum(spectra, shifts):
+    """Σ_b FFT(image_b shifted by shifts_b), (X, Y)."""
+    xp = xp_of(spectra)
+    ex, ey = _ramps(shifts, spectra.shape[1:], xp)
+    return xp.einsum('bx,bxy,by->xy', ex, spectra, ey)
+
+
+def _align_groups(spectra, shifts, labels, centred, upsample):
+    """Shift update (G, 2) px of each group of BF pixels. The groups' mean
+    shifted images are summed in one vectorised pass; then, from the
+    centre outward, each is cross-correlated against the running sum of
+    those already aligned (a reference that stays sharp even when the
+    current shifts are far off)."""
+    xp = xp_of(spectra)
+    order = np.argsort(labels, kind='stable')
+    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+    ex, ey = _ramps(shifts[order], spectra.shape[1:], xp)
+    shifted = spectra[xp.asarray(order)] * ex[:, :, None] * ey[:, None, :]
+    groups = xp.add.reduceat(shifted, xp.asarray(starts), axis=0)
+    counts = np.bincount(labels)
+    centres = np.stack([np.bincount(labels, c) for c in centred.T], axis=1) / counts[:, None]
+    visit = np.argsort((centres**2).sum(axis=1), kind='stable')
+    delta = np.zeros((len(groups), 2))
+    reference = groups[visit[0]].copy()
+    for g in visit[1:]:
+        delta[g] = correlation_peaks((reference * xp.conj(groups[g]))[None], upsample)[0]
+        ex, ey = _ramps(delta[g:g + 1], spectra.shape[1:], xp)
+        reference += groups[g] * ex[0][:, None] * ey[0][None, :]
+    return delta
+
+
+def _parabola(minus, centre, plus):
+    """Vertex offset of a parabola through three equally spaced values."""
+    curvature = minus - 2 * centre + plus
+    safe = np.where(curvature < 0, curvature, -1.0)
+    return np.where(curvature < 0, np.clip((minus - plus) / (2 * safe), -0.5, 0.5), 0.0)
+
+
+def correlation_peaks(cross_spectra, upsample: int = 8) -> np.ndarray:
+    """Sub-pixel peak (G, 2) px of the cross-correlations whose spectra
+    are ``cross_spectra`` (G, X, Y) = FFT(ref)·conj(FFT(img)); moving
+    ``img`` by the peak aligns it with ``ref``. Integer peak, parabolic
+    refinement, then DFT upsampling by ``upsample`` around it."""
+    xp = xp_of(cross_spectra)
+    cc = to_numpy(fft_of(xp).ifft2(cross_spectra).real)
+    g, nx, ny = cc.shape
+    ix, iy = np.unravel_index(cc.reshape(g, -1).argmax(axis=1), (nx, ny))
+    rows = np.arange(g)
+    dx = _parabola(cc[rows, (ix - 1) % nx, iy], cc[rows, ix, iy], cc[rows, (ix + 1) % nx, iy])
+    dy = _parabola(cc[rows, ix, (iy - 1) % ny], cc[rows, ix, iy], cc[rows, ix, (iy + 1) % ny])
+    peak = np.stack([ix + dx, iy + dy], axis=1)
+    peak = (peak + np.array([nx, ny]) / 2) % np.array([nx, ny]) - np.array([nx, ny]) / 2
+    if upsample > 1:
+        peak = _dft_refine(cross_spectra, peak, upsample)
+    return peak
+
+
+def _dft_refine(cross_spectra, peak, upsample):
+    """Evaluate the correlations on a (1.5 px)² grid of pitch 1/upsample
+    around ``peak`` by matrix-multiply DFTs; refined peak (G, 2) px."""
+    xp = xp_of(cross_spectra)
+    g, nx, ny = cross_spectra.shape
+    n = int(math.ceil(1.5 * upsample)) | 1
+    offsets = (np.arange(n) - n // 2) / upsample
+    grid = np.round(peak * upsample)[:, :, None] / upsample + offsets  # (G, 2, n)
+    kernels = [
+        xp.asarray(np.exp(2j * np.pi * grid[:, k, :, None] * np.fft.fftfreq(size)))
+        for k, size in ((0, nx), (1, ny))
+    ]
+    cross = cross_spectra.astype(np.complex128)
+    up = to_numpy((kernels[0] @ cross @ xp.swapaxes(kernels[1], 1, 2)).real)  # (G, n, n)
+    a, b = np.unravel_index(up.reshape(g, -1).argmax(axis=1), (n, n))
+    rows = np.arange(g)
+    inner_a, inner_b = np.clip(a, 1, n - 2), np.clip(b, 1, n - 2)
+    da = np.where(a == inner_a, _parabola(up[rows, inner_a - 1, b], up[rows, a, b], up[rows, inner_a + 1, b]), 0.0)
+    db = np.where(b == inner_b, _parabola(up[rows, a, inner_b - 1], up[rows, a, b], up[rows, a, inner_b + 1]), 0.0)
+    return np.stack([grid[rows, 0, a] + da / upsample, grid[rows, 1, b] + db / upsample], axis=1)
+
+
+def _regularizer(theta, order):
+    """Projector (N, N) onto polynomials of θ of degree ``order`` (True:
+    2), or None. Degree 2 spans the shifts of C1, astigmatism, coma and
+    trefoil in any rotation."""
+    if order is False or order is None:
+        return None
+    degree = 2 if order is True else int(order)
+    u = theta / np.abs(theta).max()
+    basis = np.column_stack([
+        u[:, 0] ** i * u[:, 1] ** j
+        for i in range(degree + 1) for j in range(degree + 1 - i)
+    ])
+    return basis @ np.linalg.pinv(basis)
+
+
+# --- aberration fit and half-turn -------------------------------------------
+
+
+@dataclass
+class _Fit:
+    rotation_deg: float | None
+    transpose: bool | None
+    aberrations: dict
+    uncertainties: dict
+    significant: dict
+    offset: np.ndarray  # Å, scan frame
+
+
+def _fit(theta, shifts, n_groups, p):
+    """Rotation, transpose and aberrations from the shifts (Å); notes on
+    anything the user should know (no parallax, insignificant terms)."""
+    affine = affine_fit(theta, shifts, p['rotation_deg'], p['transpose'])
+    orders = aberration_orders(p['fit_max_order'])
+    fit = fit_aberrations(theta, shifts, affine.rotation_deg, affine.transpose, orders, n_groups)
+    notes = []
+    found = any(fit.significant.get(k) for k in ('C10', 'C12'))
+    forced = p['rotation_deg'] is not None
+    if not found:
+        notes.append(
+            'No parallax: the shifts are below the noise '
+            f"(C1 = {fit.aberrations['C10']:.0f} ± {fit.uncertainties['C10']:.0f} Å), "
+            'so the dataset looks in focus. Rotation and transpose cannot be '
+            'measured; no CTF sign flip was applied.'
+        )
+    weak = [k for k, ok in fit.significant.items() if not ok and k != 'C10']
+    if found and weak:
+        notes.append(
+            'Not significant (within the noise of the shifts): '
+            + ', '.join(f"{k} = {fit.aberrations[k]:.0f} ± {fit.uncertainties[k]:.0f} Å" for k in weak)
+        )
+    rotation = affine.rotation_deg if (found or forced) else None
+    transpose = affine.transpose if (found or p['transpose'] is not None) else None
+    return _Fit(rotation, transpose, fit.aberrations, fit.uncertainties, fit.significant, fit.offset), notes
+
+
+def _resolve_half_turn(fit: _Fit, phase, p, factor):
+    """Pick (θ, C1) or (θ + 180°, −C1): forced rotation, forced defocus
+    sign, or positivity of the CTF-corrected phase."""
+    if fit.rotation_deg is None:
+        return fit, phase, 'no parallax: half-turn undetermined', 0.0
+    if p['rotation_deg'] is not None:
+        return fit, phase, f"rotation forced to {p['rotation_deg']:g}°", 1.0
+    if p['defocus_sign'] is not None:
+        flip = np.sign(fit.aberrations['C10']) != p['defocus_sign']
+        text, confidence = f"defocus sign forced: C1 {'>' if p['defocus_sign'] > 0 else '<'} 0", 1.0
+    else:
+        margin = int(math.ceil(p['edge_blend'] * factor))
+        interior = np.zeros(phase.shape, bool)
+        interior[margin:phase.shape[0] - margin, margin:phase.shape[1] - margin] = True
+        sign, confidence, text = positive_phase_sign(phase, interior)
+        flip = sign < 0
+    if flip:
+        fit.rotation_deg = fit.rotation_deg + 180.0 if fit.rotation_deg <= 0 else fit.rotation_deg - 180.0
+        fit.aberrations = half_turn(fit.aberrations)
+        phase = -phase
+    return fit, phase, text, confidence
+
+
+# --- upsampling ---------------------------------------------------------------
+
+
+def _default_upsample(theta, cal, detector_shape):
+    """py4DSTEM's rule (rounded): between the BF and the DF sampling."""
+    k_max = np.abs(np.hypot(theta[:, 0], theta[:, 1])).max() / cal.wavelength
+    u_bf = cal.scan_step * 2 * k_max
+    u_df = max(cal.scan_step * cal.q_pixel_inv_A * min(detector_shape), 1.0)
+    if 1.5 * u_bf > u_df:
+        factor = u_df
+    elif 1.5 * u_bf > 1:
+        factor = 1.5 * u_bf
+    else:
+        factor = max(2 * u_df / 3, 1.0)
+    return float(max(1, round(factor)))
+
+
+def kde_upsample(images, shifts, factor: float, sigma_px: float = 0.125):
+    """Kernel-density upsampling: every sample of image b (X, Y) lands at
+    ((x, y) + shifts_b)·factor on a periodic grid ``factor`` times finer,
+    split bilinearly; values V and weights W are Gaussian-smoothed (σ =
+    ``sigma_px`` scan pixels) and V/W returned (1 where W ≈ 0)."""
+    xp = xp_of(images)
+    if float(factor).is_integer():
+        values, weights = _splat_strided(images, shifts, int(factor))
+    else:
+        values, weights = _splat_bincount(images, shifts, factor)
+    fft = fft_of(xp)
+    kx, ky = (xp.asarray(np.fft.fftfreq(n))[:, None] for n in values.shape)
+    gauss = xp.exp(-2 * (np.pi * sigma_px * factor) ** 2 * (kx**2 + ky.T**2))
+    values, weights = (fft.ifft2(fft.fft2(a) * gauss).real for a in (values, weights))
+    ok = weights > 1e-3
+    return xp.where(ok, values / xp.where(ok, weights, 1.0), 1.0).astype(np.float32)
+
+
+def _splat_strided(images, shifts, factor):
+    """Bilinear splat for an integer factor: images sharing a shift are
+    summed, then each sum lands with 4 strided slice-adds (every sample of
+    an image has the same fractional offset), folded periodically."""
+    xp = xp_of(images)
+    n, nx, ny = images.shape
+    position = shifts * factor
+    whole = np.floor(position).astype(int)
+    frac = position - whole
+    keys, first, labels = np.unique(np.column_stack([whole, frac]), axis=0, return_index=True, return_inverse=True)
+    labels = labels.ravel()
+    order = np.argsort(labels, kind='stable')
+    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
+    sums = xp.add.reduceat(images[xp.asarray(order)], xp.asarray(starts), axis=0)
+    counts = np.diff(np.r_[starts, n])
+    margin = int(np.abs(whole).max()) // factor + 2
+    tiles = [-(-(size + 2 * margin) // size) for size in (nx, ny)]
+    big_v = xp.zeros((tiles[0] * nx * factor, tiles[1] * ny * factor), np.float32)
+    big_w = xp.zeros_like(big_v)
+    base = margin * factor
+    for k, (i0, j0) in enumerate(whole[first]):
+        fx, fy = frac[first[k]]
+        for di, wx in ((0, 1 - fx), (1, fx)):
+            for dj, wy in ((0, 1 - fy), (1, fy)):
+                a, b = base + i0 + di, base + j0 + dj
+                target = (slice(a, a + nx * factor, factor), slice(b, b + ny * factor, factor))
+                big_v[target] += (wx * wy) * sums[k]
+                big_w[target] += wx * wy * counts[k]
+    fold = [(tiles[0], nx * factor, tiles[1], ny * factor), (0, 2)]
+    values, weights = (xp.roll(a.reshape(fold[0]).sum(axis=fold[1]), (-base, -base), axis=(0, 1)) for a in (big_v, big_w))
+    return values, weights
+
+
+def _splat_bincount(images, shifts, factor):
+    """Bilinear splat for a non-integer factor (scatter with bincount)."""
+    xp = xp_of(images)
+    n, nx, ny = images.shape
+    mx, my = int(round(nx * factor)), int(round(ny * factor))
+    gx = (xp.arange(nx)[None, :, None] + xp.asarray(shifts[:, :1, None])) * factor
+    gy = (xp.arange(ny)[None, None, :] + xp.asarray(shifts[:, 1:2, None])) * factor
+    x0, y0 = xp.floor(gx), xp.floor(gy)
+    fx, fy = gx - x0, gy - y0
+    values = xp.zeros(mx * my)
+    weights = xp.zeros(mx * my)
+    for di, wx in ((0, 1 - fx), (1, fx)):
+        for dj, wy in ((0, 1 - fy), (1, fy)):
+            index = (((x0 + di) % mx).astype(int) * my + ((y0 + dj) % my).astype(int))
+            w = xp.broadcast_to(wx * wy, images.shape).ravel()
+            index = xp.broadcast_to(index, images.shape).ravel()
+            values += xp.bincount(index, w * images.ravel(), minlength=mx * my)
+            weights += xp.bincount(index, w, minlength=mx * my)
+    return values.reshape(mx, my), weights.reshape(mx, my)
+
+
+def _crop(image, pad, scan_shape, factor):
+    """The scanned field of view of a padded image (``factor`` times finer)."""
+    x0, y0 = (int(round(p * factor)) for p in pad)
+    nx, ny = (int(round(n * factor)) for n in scan_shape)
+    return image[x0:x0 + nx, y0:y0 + ny]
