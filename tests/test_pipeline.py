@@ -9,7 +9,7 @@ from napari_phase.compute.compare import PlacedImage, local_centroid
 from napari_phase.pipeline import Progress, pipeline, run_pipeline
 from napari_phase.recipe import RecipeError, new_recipe
 
-PHASES = ('DPC phase', 'Parallax phase')
+PHASES = ('DPC phase', 'Parallax phase', 'Ptychography phase')
 
 
 def seed_recipe():
@@ -18,12 +18,13 @@ def seed_recipe():
         'virtual': {},
         'dpc': {'mask': 'threshold', 'mask_threshold': 0.8},
         'parallax': {},
+        'ptychography': {'num_iter': 8, 'fix_probe': True},
     }, seed=0)
 
 
 @pytest.fixture(scope='module')
 def sim():
-    return simulate(scan_shape=(32, 32), detector_shape=(96, 96),
+    return simulate(scan_shape=(24, 24), detector_shape=(128, 128),
                     n_particles=3, seed=4)
 
 
@@ -47,10 +48,12 @@ def test_one_calibration_is_shared_and_filled(sim, run):
     assert cal.probe_radius == pytest.approx(truth['probe_radius'], rel=0.03)
     assert cal.rotation_deg == pytest.approx(truth['rotation_deg'], abs=4)
     assert cal.C1 == pytest.approx(truth['C1'], rel=0.15)
-    assert result.results['dpc'].rotation_deg == pytest.approx(
-        truth['rotation_deg'], abs=3)
+    ptycho = result.results['ptychography'].parameters
+    assert ptycho['defocus'] == pytest.approx(-cal.C1)
+    assert ptycho['rotation_deg'] == pytest.approx(cal.rotation_deg)
     steps = [r.step for r in reports if r.fraction == 1.0]
-    assert steps[0] == 'calibrate' and 'parallax' in steps
+    assert steps == ['calibrate', 'virtual', 'dpc', 'parallax',
+                     'ptychography', 'ptychography']
     assert all(0 <= r.fraction <= 1 for r in reports)
 
 
@@ -64,13 +67,17 @@ def test_results_overlay_on_one_grid(sim, run):
     assert set(PHASES) <= set(layers)
     step = sim.datacube.calibration.scan_step
     extent = (np.array(sim.datacube.scan_shape) - 1) * step
+    checked = 0
     for x, y, radius, _ in sim.specimen.particles:
-        if not (radius < x < extent[0] - radius
-                and radius < y < extent[1] - radius):
-            continue  # only particles fully inside the scan
+        window = 1.6 * radius
+        if not (window < x < extent[0] - window
+                and window < y < extent[1] - window):
+            continue  # the measuring window must lie inside the scan
+        checked += 1
         for name in PHASES:
-            found = local_centroid(layers[name], (x, y), 1.6 * radius)
+            found = local_centroid(layers[name], (x, y), window)
             assert np.hypot(*(found - (x, y))) < step, (name, found, (x, y))
+    assert checked >= 1
 
 
 def test_methods_select_steps_and_bad_names_fail(sim):

@@ -24,8 +24,12 @@ from .compute.detectors import adf_mask, bf_mask, virtual_images
 from .compute.dpc import dpc
 from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
+from .compute.ptycho import ptychography_iter
 from .recipe import STEP_ORDER, RecipeError, validate
 from .widgets._common import real_space_layer
+
+PTYCHO_DEFAULT_ITERATIONS = inspect.signature(
+    ptychography_iter).parameters['num_iter'].default
 
 #: Method names accepted on the command line → recipe steps.
 METHODS = {'dpc': 'dpc', 'parallax': 'parallax', 'ptycho': 'ptychography',
@@ -170,10 +174,7 @@ def _dpc_mask(params, cube, cal):
 
 
 def _parallax(params, cube, recipe, run, **_):
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v)
-              for k, v in params.items() if v is not None}
-    if recipe.get('device'):
-        kwargs.setdefault('device', recipe['device'])
+    kwargs = _method_kwargs(params, recipe)
     result = yield from _fractions('parallax', parallax_steps(cube, **kwargs))
     run.results['parallax'] = result
     if result.rotation_deg is not None:
@@ -194,8 +195,35 @@ def _parallax(params, cube, recipe, run, **_):
 
 
 def _ptychography(params, cube, probe, recipe, run, **_):
-    raise RecipeError('ptychography is not available yet')
-    yield
+    use_probe = params.get('vacuum_probe', True) and probe is not None
+    kwargs = _method_kwargs(params, recipe, exclude=('vacuum_probe',))
+    kwargs.setdefault('seed', recipe.get('seed') or 0)
+    total = kwargs.get('num_iter', PTYCHO_DEFAULT_ITERATIONS)
+    iterations = ptychography_iter(
+        cube, to_numpy(probe) if use_probe else None, **kwargs)
+    while True:
+        try:
+            done = next(iterations)
+        except StopIteration as end:
+            result = end.value
+            break
+        yield Progress('ptychography', done.iteration / max(total, 1))
+    run.results['ptychography'] = result
+    run.layers.append(real_space_layer(
+        result.phase, 'Ptychography phase', result.pixel_size,
+        result.parameters | {'source': cube.source}, result.origin,
+        colormap='gray'))
+
+
+def _method_kwargs(params, recipe, exclude=()) -> dict:
+    """Keyword arguments of a method from its recipe step: unset values
+    left to the method's defaults, pairs as tuples, the recipe's device."""
+    kwargs = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in params.items()
+              if value is not None and key not in exclude}
+    if recipe.get('device'):
+        kwargs.setdefault('device', recipe['device'])
+    return kwargs
 
 
 STEPS = {

@@ -123,7 +123,21 @@ SCHEMA = {
         'transpose': _p(type=bool),
         'ctf_info_limit': _p('spatial frequency'),
     },
-    'ptychography': {},
+    'ptychography': {
+        'vacuum_probe': _p(type=bool),
+        'defocus': _p('length'),
+        'rotation_deg': _p('angle'),
+        'transpose': _p(type=bool),
+        'num_iter': _p(type=int),
+        'step_size': _p(),
+        'max_batch_size': _p(type=int),
+        'fix_probe': _p(type=bool),
+        'normalization_min': _p(),
+        'object_type': _p(type=str, choices=('complex', 'potential')),
+        'object_positivity': _p(type=bool),
+        'amplitude_max': _p(),
+        'object_padding_px': _p('pixels', type=int, pair=True),
+    },
 }
 TOP_LEVEL = {
     'napari_phase_recipe': _p(type=int),
