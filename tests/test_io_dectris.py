@@ -14,15 +14,18 @@ from napari_phase.io.read import ReadError
 SCAN, DETECTOR = (6, 5), (16, 12)
 
 
-def write_dectris(folder, frames, trigger=True, compressions=None):
+#: One data file compressed with each filter DECTRIS uses.
+COMPRESSIONS = (hdf5plugin.Bitshuffle(cname='lz4'), hdf5plugin.LZ4())
+
+
+def write_dectris(folder, frames, trigger=True):
     """A master file linking one data file per block of frames, like a
     DECTRIS ARINA acquisition (energy and pixel size in the master)."""
-    compressions = compressions or [hdf5plugin.Bitshuffle(cname='lz4'),
-                                    hdf5plugin.LZ4()]
     master = folder / 'scan_master.h5'
-    blocks = np.array_split(frames, len(compressions))
+    blocks = np.array_split(frames, len(COMPRESSIONS))
     with h5py.File(master, 'w') as h5:
-        for i, (block, compression) in enumerate(zip(blocks, compressions)):
+        for i, (block, compression) in enumerate(
+                zip(blocks, COMPRESSIONS, strict=True)):
             name = f'scan_data_{i + 1:06d}.h5'
             with h5py.File(folder / name, 'w') as data_file:
                 data_file.create_dataset(
@@ -70,7 +73,8 @@ def test_master_and_bslz4_lz4_data_files_read_back(tmp_path, frames):
 
 def test_scan_shape_asked_for_when_the_file_has_none(tmp_path, frames):
     master = write_dectris(tmp_path, frames, trigger=False)
-    with pytest.raises(ReadError, match=r'scan_shape=\(Rx, Ry\)\) with Rx·Ry = 30'):
+    with pytest.raises(ReadError,
+                       match=r'scan_shape=\(Rx, Ry\)\) with Rx·Ry = 30'):
         read_datacube(master)
     cube = read_datacube(master, scan_shape=(5, 6))
     np.testing.assert_array_equal(cube.data, frames.reshape(5, 6, *DETECTOR))
@@ -86,6 +90,6 @@ def test_missing_data_file_is_named(tmp_path, frames):
         read_datacube(master)
     message = str(error.value)
     assert str(master) in message
-    assert "/entry/data/data_000002: its data file 'scan_data_000002.h5' " \
-        'is missing' in message
+    assert ("/entry/data/data_000002: its data file 'scan_data_000002.h5' "
+            'is missing') in message
     assert hashlib.sha256(master.read_bytes()).hexdigest() == before

@@ -97,7 +97,8 @@ def test_inverse_angstrom_needs_the_energy(tmp_path, data):
         cal = read_datacube(path).calibration
     texts = ' '.join(str(w.message) for w in caught)
     assert 'A^-1 cannot be converted to mrad without the beam energy' in texts
-    assert 'detector pixel size (mrad)' in texts and 'beam energy (eV)' in texts
+    assert 'detector pixel size (mrad)' in texts
+    assert 'beam energy (eV)' in texts
     assert cal.q_pixel_mrad is None
 
 

@@ -72,7 +72,8 @@ def test_reader_check(tmp_path, data):
         h5['data'] = data
     for path in (unrelated, text, tmp_path / 'absent.h5', tmp_path,
                  [str(good)]):
-        assert get_reader(path if isinstance(path, list) else str(path)) is None
+        checked = path if isinstance(path, list) else str(path)
+        assert get_reader(checked) is None
     assert describe(results) is None  # results files have their own reader
     layers = get_reader(str(good))(str(good))
     (array, attrs, kind), = layers

@@ -71,7 +71,8 @@ def test_lazy_layer_starts_hidden(tmp_path, small_sim):
     cube = read_datacube(path, lazy=True)
     (data, attrs, kind), = datacube_layers(cube, 'lazy')
     assert type(data).__module__.startswith('dask')
-    assert not attrs['visible'] and 'mean_pattern' not in attrs['metadata'][META]
+    assert not attrs['visible']
+    assert 'mean_pattern' not in attrs['metadata'][META]
     frame = small_sim.datacube.data[0, 0]
     assert attrs['contrast_limits'] == (frame.min(), frame.max())
     (probe, probe_attrs, _), = probe_layers(small_sim.vacuum_probe,

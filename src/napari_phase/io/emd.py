@@ -269,7 +269,8 @@ def _node(parent, name, group_type, python_class):
 
 def _write_dims(group, dims):
     for n, (name, start, step, units) in enumerate(dims):
-        dim = group.create_dataset(f'dim{n}', data=np.array([start, start + step]))
+        vector = np.array([start, start + step])
+        dim = group.create_dataset(f'dim{n}', data=vector)
         dim.attrs.create('name', name)
         dim.attrs.create('units', units)
 

@@ -78,7 +78,8 @@ def external_file(h5: h5py.File, link: h5py.ExternalLink) -> Path:
     """Where HDF5 looks for an external link's file: relative to the file
     that holds the link."""
     target = Path(link.filename)
-    return target if target.is_absolute() else Path(h5.filename).parent / target
+    return target if target.is_absolute() else (
+        Path(h5.filename).parent / target)
 
 
 def dataset_at(h5: h5py.File, inner: str) -> h5py.Dataset:
@@ -86,9 +87,10 @@ def dataset_at(h5: h5py.File, inner: str) -> h5py.Dataset:
     link = h5.get(inner, getlink=True)
     if link is None:
         raise ValueError(f'dataset {inner}: there is no such path in the file')
-    if isinstance(link, h5py.ExternalLink):
-        if not external_file(h5, link).is_file():
-            raise ValueError(str(BrokenLink(inner, link.filename, link.path)))
+    broken = isinstance(link, h5py.ExternalLink) and not external_file(
+        h5, link).is_file()
+    if broken:
+        raise ValueError(str(BrokenLink(inner, link.filename, link.path)))
     item = h5.get(inner)
     if not isinstance(item, h5py.Dataset):
         raise ValueError(f'dataset {inner}: this is a group, not a dataset')
