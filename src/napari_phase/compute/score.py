@@ -3,9 +3,10 @@
 The reconstruction is resampled onto the truth's grid (both placed in the
 scan frame, Å), registered to it (integer shift: the cross-correlation
 peak; sub-pixel: the shift that maximises the correlation), cropped away
-from the borders and compared by the Pearson correlation. A reconstruction whose contrast is inverted
-correlates negatively: its ``sign`` is −1 and it is reported as inverted
-rather than silently flipped. Pearson's r ignores offset and scale, so
+from the borders and compared by the Pearson correlation. A
+reconstruction whose contrast is inverted correlates negatively: its
+``sign`` is −1 and it is reported as inverted rather than silently
+flipped. Pearson's r ignores offset and scale, so
 radians, cycles and normalised bright-field units score alike.
 """
 
