@@ -13,6 +13,8 @@ from napari_phase import (
     write_emd_probe,
 )
 from napari_phase.compute.calibration import electron_wavelength
+from napari_phase.io.layers import META
+from napari_phase.io.napari_reader import get_reader
 from napari_phase.io.read import dask_chunks
 
 FULL = Calibration(
@@ -155,6 +157,10 @@ def test_probe_round_trip(tmp_path, data):
     with h5py.File(path, 'r') as h5:
         group = h5['vacuum_probe_root/vacuum_probe']
         assert group.attrs['python_class'] == 'DiffractionSlice'
+    (layer_data, attrs, _), = get_reader(str(path))(str(path))
+    np.testing.assert_array_equal(layer_data[:, :, 0, 0], probe)
+    assert attrs['metadata'][META]['calibration'] == FULL
+    assert attrs['scale'] == (0.41, 0.41, 2.39, 2.39)
 
 
 def test_py4dstem_probe_stack(tmp_path, data):
