@@ -90,6 +90,9 @@ def test_probe_errors_are_named(tmp_path):
     with pytest.raises(ReadError, match=r'no 2D numeric dataset \(2D probe '
                        r'image\) in the file; found: /stack'):
         read_probe(path)
+    with pytest.raises(ReadError, match=r'probe.h5: dataset /stack: a vacuum '
+                       r'probe is one 2D pattern, got shape \(3, 4, 4\)'):
+        read_probe(f'{path}::/stack')
 
 
 def test_non_finite_patterns_are_allowed_and_counted(tmp_path):

@@ -109,20 +109,21 @@ def read_probe(path) -> tuple[np.ndarray, Calibration]:
         probe = _read_all(dset)
         if emd.is_emd(h5) and emd.is_stack(dset.parent):  # py4DSTEM Probe
             probe = probe[emd.probe_slice(dset.parent)]
-        check_2d_pattern(probe, f'{file}::{dset.name}')
+        _check_2d_pattern(probe, dset.name)
     _report_missing(calibration, f'{file}::{dset.name}', ('q_pixel_mrad',))
     return probe.astype(np.float32), calibration
 
 
-def check_2d_pattern(image, source: str) -> None:
+def _check_2d_pattern(image, name: str) -> None:
+    """Raise ValueError unless ``image`` is one non-empty real 2D image."""
     if image.ndim != 2 or 0 in image.shape:
         raise ValueError(
-            f'dataset {source}: a vacuum probe is one 2D pattern, '
+            f'dataset {name}: a vacuum probe is one 2D pattern, '
             f'got shape {image.shape}'
         )
     if image.dtype.kind not in 'uif':
         raise ValueError(
-            f'dataset {source}: dtype {image.dtype} is not a real number type'
+            f'dataset {name}: dtype {image.dtype} is not a real number type'
         )
 
 
