@@ -23,6 +23,7 @@ from statistics import median
 import numpy as np
 
 from benchmarks import dataset, floors
+from benchmarks.measure import GROUPS
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / '.build'
@@ -30,24 +31,15 @@ VENV = BUILD / 'py4dstem-venv'
 PY4DSTEM = ['py4DSTEM==0.14.18']
 CHECK = 'from py4DSTEM.process.phase import DPC, Parallax, ' \
         'SingleslicePtychography'
-GROUPS = ('virtual', 'dpc', 'parallax', 'ptycho')
 TOOLS = ('ours', 'py4DSTEM')
-#: Table rows: (stage, group it belongs to, image scored on that row).
-ROWS = (
-    ('read', None, None),
-    ('mean pattern', None, None),
-    ('probe fit', None, None),
-    ('virtual BF+ADF', 'virtual', None),
-    ('DPC', 'dpc', 'dpc'),
-    ('parallax: preprocess', 'parallax', None),
-    ('parallax: align', 'parallax', None),
-    ('parallax: fit + upsample', 'parallax', None),
-    ('parallax: CTF correct', 'parallax', None),
-    ('parallax (total)', 'parallax', 'parallax'),
-    ('ptycho: preprocess', 'ptycho', None),
-    ('ptycho: per iteration', 'ptycho', None),
-    ('ptycho: 64 iterations', 'ptycho', 'ptycho'),
-)
+#: Table rows: (stage, method group or None for the always-run ones).
+ROWS = [(name, None) for name in ('read', 'mean pattern', 'probe fit')] + [
+    (name, group) for group, names in GROUPS.items() for name in names]
+#: The row that shows each phase image's quality.
+IMAGE_ROWS = {'DPC': 'dpc', 'parallax (total)': 'parallax',
+              'ptycho: 64 iterations': 'ptycho'}
+#: Longest error text shown in a table cell (the JSON has all of it).
+CELL = 60
 
 
 def main(argv=None) -> dict:
@@ -92,7 +84,7 @@ def _arguments(argv):
     parser.add_argument('--repeats', type=int, default=None,
                         help='runs of each pipeline, alternating (default '
                              '3, or 1 with --quick)')
-    parser.add_argument('--stages', nargs='+', choices=GROUPS,
+    parser.add_argument('--stages', nargs='+', choices=list(GROUPS),
                         default=list(GROUPS),
                         help='methods to run (read, mean pattern and probe '
                              'fit always run)')
@@ -145,9 +137,9 @@ def run_tool(tool: str, config: dict, folder: Path, python) -> dict:
             stderr=subprocess.STDOUT, env=os.environ | {'MPLBACKEND': 'Agg'})
     result_file = folder / 'result.json'
     if done.returncode or not result_file.exists():
-        error = f'{tool} exited with {done.returncode}; see {folder}/log.txt'
         return {'tool': tool, 'stages': {}, 'images': {}, 'fits': {},
-                'notes': [error], 'error': error}
+                'error': 'run failed', 'notes': [
+                    f'run failed (exit {done.returncode}): {folder}/log.txt']}
     return json.loads(result_file.read_text()) | {'folder': str(folder)}
 
 
@@ -177,7 +169,7 @@ def _stage_summary(results: list[dict]) -> dict:
     """Per stage: median over runs of each run's median seconds, the
     largest peak memory, or the error."""
     summary = {}
-    for name, group, _ in ROWS:
+    for name, group in ROWS:
         entries = [r['stages'].get(name) for r in results]
         timed = [e for e in entries if e and 'seconds' in e]
         if timed:
@@ -250,7 +242,8 @@ def markdown(report: dict) -> str:
               'py4DSTEM quality']
     lines += ['| ' + ' | '.join(header) + ' |',
               '|' + '---|' * len(header)]
-    for name, group, image in ROWS:
+    for name, group in ROWS:
+        image = IMAGE_ROWS.get(name)
         if group and group not in report['options']['stages']:
             continue
         cells = [_stage_cell(name, report['options'])]
@@ -276,7 +269,8 @@ def _seconds(stage) -> str:
     if stage is None:
         return '—'
     if 'error' in stage:
-        return stage['error']
+        text = stage['error']
+        return text if len(text) <= CELL else text[:CELL - 1] + '…'
     return f"{stage['seconds']:.3g}"
 
 
@@ -327,7 +321,8 @@ def _floor_lines(report) -> list[str]:
 def _note_lines(tools) -> list[str]:
     lines = []
     for tool, summary in tools.items():
-        extra = [f"read from {summary['source']}"] + summary['notes']
+        source = summary['source']
+        extra = [f'read from {source}'] * bool(source) + summary['notes']
         lines.append(f"- {tool}: " + '; '.join(extra))
     return ['', 'Notes:', *lines] if lines else []
 

@@ -30,7 +30,9 @@ SEED = dict(
     dose=1e4,
     seed=0,
 )
-QUICK = SEED | dict(scan_shape=(16, 16), detector_shape=(64, 64))
+# Small and fast; C1 smaller so that the defocused probe fits the 12 Å
+# ptychography window of a 64² detector.
+QUICK = SEED | dict(scan_shape=(16, 16), detector_shape=(64, 64), C1=100.0)
 TRUTH_UPSAMPLING = 4  # truth pixel = scan step / 4
 
 

@@ -1,5 +1,8 @@
 """Wall time and peak memory of pipeline stages, and their output.
 
+Stage names and the method groups they belong to are shared by both
+pipelines and the table (:data:`GROUPS`).
+
 Both pipelines import this module: ours in the project's environment and
 py4DSTEM's in its own (numpy 1.26) one, so it imports nothing but the
 standard library and numpy (never napari_phase).
@@ -34,6 +37,19 @@ def _reset_peak() -> bool:
     except OSError:
         return False
 
+#: Method groups (``--stages``) and the table rows each one fills.
+GROUPS = {
+    'virtual': ('virtual BF+ADF',),
+    'dpc': ('DPC',),
+    'parallax': ('parallax: preprocess', 'parallax: align',
+                 'parallax: fit + upsample', 'parallax: CTF correct',
+                 'parallax (total)'),
+    'ptycho': ('ptycho: preprocess', 'ptycho: per iteration',
+               'ptycho: 64 iterations'),
+}
+
+UNAVAILABLE = 'not available yet'
+
 
 class Recorder:
     """Runs stages and records ``seconds`` (one per repeat) and
@@ -65,6 +81,19 @@ class Recorder:
         self.stages[name] = {'seconds': seconds, 'peak_mb': peak, **extra}
         return result
 
+    def guarded(self, names, function, *args) -> None:
+        """Call ``function(*args)``; if it raises (an import, a setup
+        step), record the error for each of ``names`` not yet recorded
+        ('not available yet' for an ImportError)."""
+        try:
+            function(*args)
+        except Exception as error:  # reported in the table, not raised
+            traceback.print_exc()
+            text = (UNAVAILABLE if isinstance(error, ImportError)
+                    else f'{type(error).__name__}: {error}')
+            for name in names:
+                self.stages.setdefault(name, {'error': text})
+
     def record(self, name: str, **entry):
         """Record a stage measured by other means (or unavailable)."""
         self.stages[name] = entry
@@ -90,6 +119,17 @@ class Recorder:
         self.total('ptycho: 64 iterations', ['ptycho: preprocess'],
                    extra=64 * each,
                    note=f'preprocess + 64 × per iteration (from {n})')
+
+
+def ptycho_geometry(config: dict, parallax_fit: dict | None) -> dict:
+    """Rotation (degrees), transpose and C1 (Å) handed to ptychography:
+    the parallax fit (as the seed does) or, if asked or missing, the
+    simulator's truth."""
+    if config['ptycho_geometry'] == 'parallax' and parallax_fit:
+        return {'from': 'parallax'} | parallax_fit
+    truth = config['truth']
+    return {'from': 'truth', 'rotation_deg': truth['rotation_deg'],
+            'transpose': truth['transpose'], 'C1': truth['C1']}
 
 
 def save_image(result: dict, out_dir: Path, name: str, image, pixel: float,

@@ -34,7 +34,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.measure import Recorder, save_image, write_result  # noqa: E402
+from benchmarks.measure import (  # noqa: E402
+    GROUPS,
+    Recorder,
+    ptycho_geometry,
+    save_image,
+    write_result,
+)
 
 OFF = dict(plot_center_of_mass=False, plot_rotation=False)
 
@@ -43,7 +49,7 @@ def main(config_path: str) -> None:
     import py4DSTEM
 
     config = json.loads(Path(config_path).read_text())
-    out, wanted = Path(config['out']), set(config['stages'])
+    out = Path(config['out'])
     rec = Recorder()
     result = {'tool': 'py4DSTEM',
               'versions': {'py4DSTEM': py4DSTEM.__version__,
@@ -52,14 +58,17 @@ def main(config_path: str) -> None:
     cube, probe = _read(py4DSTEM, config, rec, result)
     dp_mean, (radius, qx0, qy0) = _calibrate(cube, probe, config, rec,
                                              result)
-    if 'virtual' in wanted:
-        _virtual(cube, radius, (qx0, qy0), config, rec)
-    if 'dpc' in wanted:
-        _dpc(py4DSTEM, cube, dp_mean, config, rec, result, out)
-    if 'parallax' in wanted:
-        _parallax(cube, config, rec, result, out)
-    if 'ptycho' in wanted:
-        _ptychography(cube, probe, config, rec, result, out)
+    methods = {
+        'virtual': lambda: _virtual(cube, radius, (qx0, qy0), config, rec),
+        'dpc': lambda: _dpc(py4DSTEM, cube, dp_mean, config, rec, result,
+                            out),
+        'parallax': lambda: _parallax(cube, config, rec, result, out),
+        'ptycho': lambda: _ptychography(cube, probe, config, rec, result,
+                                        out),
+    }
+    for group, names in GROUPS.items():
+        if group in config['stages']:
+            rec.guarded(names, methods[group])
     result['stages'] = rec.stages
     write_result(out, result)
 
@@ -190,21 +199,12 @@ def _parallax(cube, config, rec, result, out):
                par['scan_step'] / parallax._kde_upsample_factor)
 
 
-def _ptycho_geometry(config, parallax_fit) -> dict:
-    """Rotation, transpose and C1 handed to ptychography."""
-    if config['ptycho_geometry'] == 'parallax' and parallax_fit:
-        return {'from': 'parallax'} | parallax_fit
-    truth = config['truth']
-    return {'from': 'truth', 'rotation_deg': truth['rotation_deg'],
-            'transpose': truth['transpose'], 'C1': truth['C1']}
-
-
 def _ptychography(cube, probe, config, rec, result, out):
     """Preprocess, then ``ptycho_iterations`` iterations timed together;
     per iteration = their mean; 64 iterations = preprocess + 64 × that."""
     from py4DSTEM.process.phase import SingleslicePtychography
 
-    geometry = _ptycho_geometry(config, result['fits'].get('parallax'))
+    geometry = ptycho_geometry(config, result['fits'].get('parallax'))
     result['fits']['ptycho_input'] = geometry
 
     def preprocess():
