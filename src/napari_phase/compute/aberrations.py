@@ -43,7 +43,7 @@ from .optics import chi, fft_frequencies
 
 #: Mahalanobis distance (in standard errors) above which a fitted
 #: aberration is reported as significant.
-SIGNIFICANCE = 4.0
+SIGNIFICANCE = 3.0
 
 
 def aberration_orders(max_radial_order: int) -> list[tuple[int, int]]:
