@@ -12,6 +12,7 @@ from napari_phase.io.results import (
     load_results,
     results_reader,
     save_results,
+    saved_recipe,
 )
 from napari_phase.widgets._common import real_space_layer
 
@@ -42,8 +43,10 @@ def sample_layers():
 
 def test_round_trip_gives_the_same_layers(tmp_path):
     layers, calibration = sample_layers()
-    path = save_results(tmp_path / 'out.h5', layers)
+    recipe = {'napari_phase_recipe': 1, 'steps': {'dpc': {'padding': (4, 4)}}}
+    path = save_results(tmp_path / 'out.h5', layers, recipe=recipe)
     assert is_results_file(path)
+    assert saved_recipe(path) == recipe
     loaded = load_results(path)
     assert [attrs['name'] for _, attrs, _ in loaded] == [
         'DPC phase', 'Ptychography phase']

@@ -155,6 +155,24 @@ def new_recipe(steps: dict | None = None, **top) -> dict:
     return validate(recipe)
 
 
+def seed_recipe(ptycho_iterations: int = 64, seed: int = 0) -> dict:
+    """The reference (py4DSTEM tutorial) workflow: probe fit (thresh_upper
+    0.7), virtual BF/ADF, DPC with the mean pattern > 0.8·max as mask,
+    parallax (threshold 0.6, edge blend 2, padding 4 px, bins down to 8,
+    6 iterations there), ptychography from the vacuum probe with the
+    parallax calibration (step 0.5, batches of 512, fixed probe)."""
+    return new_recipe({
+        'calibrate': {'thresh_upper': 0.7},
+        'virtual': {},
+        'dpc': {'mask': 'threshold', 'mask_threshold': 0.8},
+        'parallax': {'threshold_intensity': 0.6, 'edge_blend': 2,
+                     'object_padding_px': [4, 4], 'min_alignment_bin': 8,
+                     'num_iter_at_min_bin': 6},
+        'ptychography': {'num_iter': ptycho_iterations, 'step_size': 0.5,
+                         'max_batch_size': 512, 'fix_probe': True},
+    }, seed=seed)
+
+
 def validate(recipe: dict) -> dict:
     """A checked copy of ``recipe`` with every value in its canonical unit
     (numbers), keys in :data:`SCHEMA`; raise :class:`RecipeError`."""
@@ -296,22 +314,18 @@ def read_recipe(path) -> dict:
 
 
 def write_recipe(path, recipe: dict, force: bool = False) -> Path:
-    """Write a validated ``recipe`` as YAML (.yaml/.yml) or JSON (.json);
-    an existing file is replaced only with ``force=True``."""
+    """Write a validated ``recipe`` as YAML (.yaml/.yml) or JSON (.json),
+    atomically; an existing file is replaced only with ``force=True``."""
+    from .io.results import atomic_target
+
     path = Path(path)
     recipe = validate(recipe)
-    if path.exists() and not force:
-        raise RecipeError(f'{str(path)!r} exists: not overwritten (use '
-                          'force=True, or --force)')
     if path.suffix.lower() == '.json':
         text = json.dumps(recipe, indent=2) + '\n'
     elif path.suffix.lower() in ('.yaml', '.yml'):
         text = yaml.safe_dump(recipe, sort_keys=False)
     else:
         raise RecipeError(f'{str(path)!r}: a recipe is .yaml, .yml or .json')
-    try:
-        path.write_text(text)
-    except OSError as error:
-        raise RecipeError(f'cannot write {str(path)!r}: '
-                          f'{error.strerror}') from None
+    with atomic_target(path, force) as temporary:
+        Path(temporary).write_text(text)
     return path

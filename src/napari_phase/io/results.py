@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -41,13 +42,32 @@ class ResultsError(ValueError):
     """Results cannot be saved or read (says which file and why)."""
 
 
-def save_results(path, results, force: bool = False) -> Path:
+def save_results(path, results, force: bool = False,
+                 recipe: dict | None = None) -> Path:
     """Write ``results`` (napari layer-data tuples ``(data, attrs, type)``,
     or objects with ``.layer_data()`` returning them) to the HDF5 file
-    ``path``, atomically. An existing ``path`` is replaced only with
-    ``force=True``. Returns the path written."""
-    path = Path(path)
+    ``path``, atomically, with the ``recipe`` that made them (if given).
+    An existing ``path`` is replaced only with ``force=True``. Returns the
+    path written."""
     layers = as_layer_tuples(results)
+    with atomic_target(path, force) as temporary:
+        with h5py.File(temporary, 'w') as file:
+            file.attrs[MARKER] = FORMAT_VERSION
+            if recipe is not None:
+                file.attrs['recipe'] = json.dumps(encode(recipe))
+            group = file.create_group('layers')
+            for index, layer in enumerate(layers):
+                _write_layer(group.create_group(f'{index:03d}'), *layer)
+    return Path(path)
+
+
+@contextmanager
+def atomic_target(path, force: bool = False):
+    """A temporary file name in ``path``'s directory to write to: it
+    replaces ``path`` when the block ends, and is removed if the block
+    raises (or is interrupted), so ``path`` is never left half-written.
+    An existing ``path`` is replaced only with ``force=True``."""
+    path = Path(path)
     _check_target(path, force)
     try:
         handle, temporary = tempfile.mkstemp(
@@ -60,16 +80,25 @@ def save_results(path, results, force: bool = False) -> Path:
         ) from None
     os.close(handle)
     try:
-        with h5py.File(temporary, 'w') as file:
-            file.attrs[MARKER] = FORMAT_VERSION
-            group = file.create_group('layers')
-            for index, layer in enumerate(layers):
-                _write_layer(group.create_group(f'{index:03d}'), *layer)
+        yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp made it 0o600
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def saved_recipe(path) -> dict | None:
+    """The recipe stored with the results in ``path`` (None if none)."""
+    with h5py.File(path, 'r') as file:
+        text = file.attrs.get('recipe')
+    return None if text is None else decode(json.loads(text))
 
 
 def load_results(path) -> list[tuple]:
