@@ -163,7 +163,8 @@ def parallax_steps(
     yield 0.15
 
     fft = fft_of(xp)
-    spectra = fft.fft2(_contrast(images))
+    inner = np.hypot(*theta.T) <= FIT_RADIUS * np.hypot(*theta.T).max()
+    spectra = fft.fft2(_contrast(images) * xp.asarray(inner)[:, None, None])
     shifts = np.zeros((len(bf_pixels), 2))
     centred = bf_pixels - np.median(bf_pixels, axis=0)
     levels = _bin_levels(p['max_alignment_bin'], p['min_alignment_bin'], p['num_iter_at_min_bin'])
@@ -179,7 +180,6 @@ def parallax_steps(
         yield 0.15 + 0.6 * (i + 1) / len(levels)
 
     step = cal.scan_step
-    inner = np.hypot(*theta.T) <= FIT_RADIUS * np.hypot(*theta.T).max()
     fit, notes = _fit(theta[inner], shifts[inner] * step, len(np.unique(labels[inner])), p)
     shifts = shifts - fit.offset / step
     aligned = fft.ifft2(_shifted_sum(fft.fft2(images), shifts)).real / len(shifts)
