@@ -277,7 +277,8 @@ def _seconds(stage) -> str:
 def _ratio(ours, theirs) -> str:
     if not (ours and theirs and 'seconds' in ours and 'seconds' in theirs):
         return '—'
-    return f"{theirs['seconds'] / ours['seconds']:.2g}×"
+    ratio = theirs['seconds'] / ours['seconds']
+    return f'{ratio:.0f}×' if ratio >= 10 else f'{ratio:.2g}×'
 
 
 def _peak(stage) -> str:

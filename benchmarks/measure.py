@@ -116,8 +116,9 @@ class Recorder:
         each = median(run['seconds']) / n
         self.record('ptycho: per iteration', seconds=[each],
                     peak_mb=run['peak_mb'], note=f'mean of {n} iterations')
-        self.total('ptycho: 64 iterations', ['ptycho: preprocess'],
-                   extra=64 * each,
+        self.total('ptycho: 64 iterations',
+                   ['ptycho: preprocess', 'ptycho: iterations'],
+                   extra=(64 - n) * each,
                    note=f'preprocess + 64 × per iteration (from {n})')
 
 
