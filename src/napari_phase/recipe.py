@@ -173,6 +173,84 @@ def seed_recipe(ptycho_iterations: int = 64, seed: int = 0) -> dict:
     }, seed=seed)
 
 
+#: A parameter only each method records: how a result's step is known
+#: when its parameters carry no ``method``.
+STEP_MARKERS = {'dpc': 'descan', 'parallax': 'threshold_intensity',
+                'ptychography': 'num_iter'}
+#: Calibration fields a session's recipe fixes (the rest is fitted again).
+INPUT_CALIBRATION = ('scan_step', 'q_pixel_mrad', 'energy', 'semiangle',
+                     'probe_center', 'probe_radius')
+
+
+def step_of(parameters: dict) -> str | None:
+    """The recipe step that made a result with these ``parameters``."""
+    method = parameters.get('method')
+    if method in SCHEMA:
+        return method
+    return next((step for step, key in STEP_MARKERS.items()
+                 if key in parameters), None)
+
+
+def recipe_from_parameters(
+    records: list[dict], calibration: dict, device: str | None = None
+) -> dict:
+    """The recipe that replays a session: ``records`` are the parameter
+    records of its results (``layer.metadata['napari_phase']
+    ['parameters']``), ``calibration`` the dataset's calibration (its
+    input fields, probe fit included, are written as given, so the replay
+    starts from the same calibration). A result whose step cannot be
+    replayed raises :class:`RecipeError`."""
+    steps, seeds = {'virtual': {}}, set()
+    for parameters in records:
+        step = step_of(parameters)
+        if step is None:
+            continue
+        replayed = parameters.get('recipe') or _replayable(step, parameters)
+        if steps.get(step, replayed) != replayed:
+            raise RecipeError(f'two {step} results with different '
+                              'parameters: export one of them')
+        steps[step] = replayed
+        if 'seed' in parameters:
+            seeds.add(int(parameters['seed']))
+    if len(seeds) > 1:
+        raise RecipeError(f'results made with different seeds {sorted(seeds)}')
+    fixed = {key: _plain(calibration[key]) for key in INPUT_CALIBRATION
+             if calibration.get(key) is not None}
+    top = {'calibration': fixed, 'seed': seeds.pop() if seeds else 0}
+    if device:
+        top['device'] = device
+    return new_recipe(steps, **top)
+
+
+def _replayable(step: str, parameters: dict) -> dict:
+    values = {key: _plain(parameters[key]) for key in SCHEMA[step]
+              if key in parameters}
+    if step == 'dpc':
+        values.update(_dpc_mask(parameters))
+    return values
+
+
+def _dpc_mask(parameters: dict) -> dict:
+    mask = parameters.get('mask')
+    if mask in (None, 'whole detector', 'none'):
+        return {'mask': 'none'}
+    if mask in ('bf', 'threshold'):
+        return {'mask': mask}
+    if 'mask_threshold' in parameters:
+        return {'mask': 'threshold'}
+    raise RecipeError(
+        f'the DPC mask ({mask}) was drawn by hand and cannot be written '
+        'in a recipe: use the whole detector, the BF disk or a threshold'
+    )
+
+
+def _plain(value):
+    """Tuples and numpy values as plain lists and numbers."""
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value.item() if hasattr(value, 'item') else value
+
+
 def validate(recipe: dict) -> dict:
     """A checked copy of ``recipe`` with every value in its canonical unit
     (numbers), keys in :data:`SCHEMA`; raise :class:`RecipeError`."""

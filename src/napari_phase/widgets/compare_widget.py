@@ -15,6 +15,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FileEdit,
     FloatSpinBox,
     Label,
     PushButton,
@@ -32,6 +33,7 @@ from ..compute.compare import (
     line_profile,
 )
 from ._common import META, LayerError, guarded
+from .recipe_export import export_recipe
 
 PROFILE_LAYER = 'Profile line'
 MODES = ('side by side', 'overlay')
@@ -74,12 +76,18 @@ class CompareWidget(Container):
             text='independent reconstructions (FRC)', value=False
         )
         self.numbers_button = PushButton(text='Correlation / FRC')
+        self.recipe_path = FileEdit(label='recipe', mode='w',
+                                    filter='*.yaml *.yml *.json',
+                                    value='recipe.yaml')
+        self.overwrite = CheckBox(text='overwrite', value=False)
+        self.export_button = PushButton(text='Export recipe')
         self.status = Label(value='')
         self.numbers = Label(value='')
         super().__init__(widgets=[
             self.layers, self.mode, self.low, self.high, self.show_button,
             self.line_button, self.independent, self.numbers_button,
-            self.numbers, self.status,
+            self.numbers, self.recipe_path, self.overwrite,
+            self.export_button, self.status,
         ])
         self.figure = Figure(figsize=(4, 2.5), tight_layout=True)
         self.axes = self.figure.add_subplot()
@@ -93,6 +101,9 @@ class CompareWidget(Container):
         self.line_button.changed.connect(guarded(self.draw_line, self.status))
         self.numbers_button.changed.connect(
             guarded(self.compute_numbers, self.status)
+        )
+        self.export_button.changed.connect(
+            guarded(self.export_recipe, self.status)
         )
         self.layers.changed.connect(guarded(self.update_profile, self.status))
         for event in (viewer.layers.events.inserted,
@@ -196,6 +207,15 @@ class CompareWidget(Container):
         self.axes.legend(fontsize='small')
         self.canvas.draw_idle()
         return self.profile
+
+    # --- recipe ---------------------------------------------------------
+    def export_recipe(self):
+        """Write the recipe of the results in the viewer (every method's
+        recorded parameters) for ``napari-phase run --recipe``."""
+        path = export_recipe(self.viewer, self.recipe_path.value,
+                             self.overwrite.value)
+        self.status.value = f'Recipe written to {path}'
+        return path
 
     # --- numbers --------------------------------------------------------
     def compute_numbers(self):
