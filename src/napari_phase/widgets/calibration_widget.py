@@ -24,6 +24,7 @@ from ._common import (
     is_datacube_layer,
 )
 from .diffraction_view import diffraction_view, mean_pattern
+from .virtual_detectors import circle_box
 
 #: Name of the Shapes layer (diffraction view) that shows the fitted disk.
 PROBE_FIT = 'probe fit'
@@ -172,9 +173,7 @@ class CalibrationWidget(Container):
 def draw_disk(model, center, radius: float, scale) -> None:
     """Draw (or move) the fitted probe disk: an ellipse in the Shapes
     layer :data:`PROBE_FIT` of the diffraction-view ``model``."""
-    cx, cy = center
-    box = np.array([[cx - radius, cy - radius], [cx + radius, cy - radius],
-                    [cx + radius, cy + radius], [cx - radius, cy + radius]])
+    box = circle_box(center, radius)
     if PROBE_FIT in model.layers:
         layer = model.layers[PROBE_FIT]
         layer.scale = scale

@@ -1,0 +1,187 @@
+"""Virtual detector tool in a real viewer: presets and drawn shapes give
+images equal to a numpy reference, moving a shape updates its image,
+navigation shows the clicked pattern; bad shapes give messages."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_phase import DataCube
+from napari_phase.compute.detectors import (
+    adf_mask,
+    bf_mask,
+    circle_mask,
+    polygon_mask,
+)
+from napari_phase.widgets.diffraction_view import diffraction_view
+from napari_phase.widgets.virtual_detectors import (
+    DETECTORS,
+    VirtualDetectors,
+    circle_box,
+    detector_masks,
+    tint_color,
+)
+
+
+@pytest.fixture
+def cube(small_sim):
+    """The small simulated scan with a fitted-looking probe calibration."""
+    cal = small_sim.datacube.calibration.copy()
+    cal.update(probe_center=(48.37, 47.71), probe_radius=21.13)
+    return DataCube(small_sim.datacube.data, cal, 'sim')
+
+
+def add_cube(viewer, cube, name='scan'):
+    cal = cube.calibration
+    step, q = cal.scan_step or 1.0, cal.q_pixel_mrad or 1.0
+    return viewer.add_image(
+        cube.data.transpose(2, 3, 0, 1), name=name, scale=(q, q, step, step),
+        metadata={'napari_phase': {'datacube': cube}},
+    )
+
+
+def reference(cube, mask):
+    data = np.asarray(cube.data, dtype=np.float64)
+    return np.einsum('ijkl,kl->ij', data, mask.astype(np.float64))
+
+
+def settle(widget, qtbot):
+    """Wait until no update is scheduled or running."""
+    qtbot.waitUntil(
+        lambda: widget.worker is None and not widget._timer.isActive(),
+        timeout=10000)
+
+
+def image(viewer, name):
+    return np.asarray(viewer.layers[f'virtual {name}'].data)
+
+
+@pytest.fixture
+def tool(make_napari_viewer, qtbot, cube):
+    viewer = make_napari_viewer()
+    add_cube(viewer, cube)
+    widget = VirtualDetectors(viewer)
+    viewer.window.add_dock_widget(widget)
+    settle(widget, qtbot)
+    return viewer, widget
+
+
+def test_presets_equal_numpy(tool, qtbot, cube):
+    viewer, widget = tool
+    model = diffraction_view(viewer).model
+    np.testing.assert_allclose(model.layers['mean pattern'].data,
+                               cube.data.mean(axis=(0, 1)), rtol=1e-5)
+    widget.bf_button.clicked.emit()
+    widget.adf_button.clicked.emit()
+    qtbot.waitUntil(lambda: 'virtual ADF' in viewer.layers, timeout=10000)
+    settle(widget, qtbot)
+    shape = cube.detector_shape
+    np.testing.assert_allclose(image(viewer, 'BF'),
+                               reference(cube, bf_mask(cube.calibration,
+                                                       shape)), rtol=1e-5)
+    np.testing.assert_allclose(image(viewer, 'ADF'),
+                               reference(cube, adf_mask(cube.calibration,
+                                                        shape)), rtol=1e-5)
+    bf = viewer.layers['virtual BF']
+    assert tuple(bf.scale) == (2.39, 2.39)
+    shapes = model.layers[DETECTORS]
+    assert shapes.scale[0] == pytest.approx(cube.calibration.q_pixel_mrad)
+    # colour ties each shape to its image
+    for i, name in enumerate(shapes.features['detector']):
+        layer = viewer.layers[f'virtual {name}']
+        np.testing.assert_allclose(shapes.edge_color[i],
+                                   tint_color(layer.colormap.name))
+    masks = detector_masks(viewer)
+    assert set(masks) == {'BF', 'ADF'}
+    np.testing.assert_array_equal(masks['BF'] + masks['ADF'], 1)
+
+
+def test_moving_a_shape_updates_its_image(tool, qtbot, cube):
+    viewer, widget = tool
+    widget.bf_button.clicked.emit()
+    qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=10000)
+    settle(widget, qtbot)
+    before = image(viewer, 'BF').copy()
+    shapes = widget.shapes
+    moved = [shapes.data[0] + np.array([6.0, -4.0])]  # as a drag ends
+    shapes.data = moved
+    center = np.add(cube.calibration.probe_center, (6.0, -4.0))
+    radius = cube.calibration.probe_radius + 2
+    expected = reference(cube, circle_mask(cube.detector_shape, center,
+                                           radius))
+    qtbot.waitUntil(
+        lambda: np.allclose(image(viewer, 'BF'), expected, rtol=1e-5),
+        timeout=10000)
+    assert not np.allclose(before, expected, rtol=1e-3)
+
+
+def test_drawn_polygon_and_removal(tool, qtbot, cube):
+    viewer, widget = tool
+    vertices = np.array([[20.5, 30.2], [70.1, 35.7], [50.3, 80.9]])
+    widget.shapes.add([vertices], shape_type='polygon')
+    qtbot.waitUntil(lambda: 'virtual detector 1' in viewer.layers,
+                    timeout=10000)
+    settle(widget, qtbot)
+    np.testing.assert_allclose(
+        image(viewer, 'detector 1'),
+        reference(cube, polygon_mask(cube.detector_shape, vertices)),
+        rtol=1e-5)
+    assert viewer.layers['virtual detector 1'].colormap.name == 'cyan'
+    widget.shapes.data = []
+    qtbot.waitUntil(lambda: 'virtual detector 1' not in viewer.layers,
+                    timeout=10000)
+
+
+def test_lazy_cube(make_napari_viewer, qtbot, cube):
+    viewer = make_napari_viewer()
+    lazy = DataCube(da.from_array(cube.data, chunks=(4, 32, -1, -1)),
+                    cube.calibration, 'lazy sim')
+    add_cube(viewer, lazy)
+    widget = VirtualDetectors(viewer)
+    widget.bf_button.clicked.emit()
+    qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=10000)
+    settle(widget, qtbot)
+    mask = bf_mask(cube.calibration, cube.detector_shape)
+    np.testing.assert_allclose(image(viewer, 'BF'), reference(cube, mask),
+                               rtol=1e-5)
+
+
+def test_bad_shapes_and_uncalibrated_cube(make_napari_viewer, qtbot,
+                                          small_sim):
+    viewer = make_napari_viewer()
+    cube = small_sim.datacube  # no probe calibration
+    add_cube(viewer, cube)
+    widget = VirtualDetectors(viewer)
+    settle(widget, qtbot)
+    widget.bf_button.clicked.emit()
+    assert 'missing probe centre' in widget.status.value
+    assert 'probe calibration widget' in widget.status.value
+    widget.shapes.add([circle_box((500, 500), 5)], shape_type='ellipse')
+    settle(widget, qtbot)
+    assert 'outside the detector' in widget.status.value
+    widget.shapes.add([[[10, 10], [20, 20], [30, 30]]],
+                      shape_type='polygon')
+    settle(widget, qtbot)
+    assert 'zero area' in widget.status.value
+    assert not [layer for layer in viewer.layers
+                if layer.name.startswith('virtual')]
+
+
+def test_navigation_click_shows_that_pattern(tool, cube):
+    viewer, _ = tool
+    view = diffraction_view(viewer)
+
+    class Click:
+        type = 'mouse_press'
+        position = (0, 0, 5 * 2.39 + 0.4, 17 * 2.39 - 0.6)  # world, Å
+
+    click = Click()
+    callback = view._navigate(viewer, click)
+    assert view._navigate in viewer.mouse_drag_callbacks
+    next(callback)
+    click.type = 'mouse_release'
+    with pytest.raises(StopIteration):
+        next(callback)
+    layer = view.model.layers['pattern at (5, 17)']
+    np.testing.assert_array_equal(layer.data, cube.data[5, 17])
+    assert layer.scale[0] == pytest.approx(cube.calibration.q_pixel_mrad)
