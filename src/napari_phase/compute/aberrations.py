@@ -121,6 +121,16 @@ class AberrationFit:
     significant: dict  # 'C10', 'C12'...: True when > SIGNIFICANCE σ
     offset: np.ndarray  # (2,) Å, scan frame: the shifts' common offset
     residual_rms: float  # Å
+    coefficients: np.ndarray  # Cartesian (a, b) per basis column, then offset
+    orders: list
+    rotation_deg: float
+    transpose: bool
+
+    def predict(self, theta) -> np.ndarray:
+        """Fitted shifts (N, 2) Å, scan frame, at angles ``theta`` (N, 2) rad."""
+        basis, _ = gradient_basis(theta, self.orders)
+        d_q = basis @ self.coefficients[:-2] + self.coefficients[-2:]
+        return detector_to_scan(d_q.T, self.rotation_deg, self.transpose).T
 
 
 def fit_aberrations(
@@ -149,7 +159,8 @@ def fit_aberrations(
     values, errors, significant = _to_polar(coef, cov, names)
     return AberrationFit(
         values, errors, significant, offset_r,
-        float(np.sqrt(residual @ residual / n)),
+        float(np.sqrt(residual @ residual / n)), coef, list(orders),
+        rotation_deg, transpose,
     )
 
 

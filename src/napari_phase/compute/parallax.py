@@ -164,24 +164,15 @@ def parallax_steps(
 
     fft = fft_of(xp)
     inner = np.hypot(*theta.T) <= FIT_RADIUS * np.hypot(*theta.T).max()
-    spectra = fft.fft2(_contrast(images) * xp.asarray(inner)[:, None, None])
-    shifts = np.zeros((len(bf_pixels), 2))
-    centred = bf_pixels - np.median(bf_pixels, axis=0)
-    levels = _bin_levels(p['max_alignment_bin'], p['min_alignment_bin'], p['num_iter_at_min_bin'])
-    regularizer = _regularizer(theta, p['regularize_shifts'])
-    for i, bin_px in enumerate(levels):
-        labels = _group_labels(centred, bin_px)
-        shifts = shifts + _align_groups(spectra, shifts, labels, centred, p['cross_correlation_upsample'])[labels]
-        if bin_px > p['min_alignment_bin']:
-            shifts = _smooth(theta, shifts, labels)
-        elif regularizer is not None:
-            shifts = regularizer @ shifts
-        shifts -= shifts.mean(axis=0)
-        yield 0.15 + 0.6 * (i + 1) / len(levels)
+    spectra = fft.fft2(_contrast(images[xp.asarray(inner)]))
+    centred = bf_pixels[inner] - np.median(bf_pixels[inner], axis=0)
+    measured, n_groups = yield from _alignment(spectra, theta[inner], centred, p)
 
     step = cal.scan_step
-    fit, notes = _fit(theta[inner], shifts[inner] * step, len(np.unique(labels[inner])), p)
-    shifts = shifts - fit.offset / step
+    fit, model, notes = _fit(theta[inner], measured * step, n_groups, p)
+    shifts = model(theta) / step  # the aperture-edge pixels follow the fit
+    shifts[inner] = measured
+    shifts -= fit.offset / step
     aligned = fft.ifft2(_shifted_sum(fft.fft2(images), shifts)).real / len(shifts)
     factor = p['upsample_factor'] or _default_upsample(theta, cal, mean_pattern.shape)
     upsampled = kde_upsample(images, shifts, factor, p['kde_sigma_px'])
@@ -356,27 +347,66 @@ def _shifted_sum(spectra, shifts):
     return xp.einsum('bx,bxy,by->xy', ex, spectra, ey)
 
 
-def _align_groups(spectra, shifts, labels, centred, upsample):
-    """Shift update (G, 2) px of each group of BF pixels. The groups' mean
-    shifted images are summed in one vectorised pass; then, from the
-    centre outward, each is cross-correlated against the running sum of
-    those already aligned (a reference that stays sharp even when the
-    current shifts are far off)."""
+def _alignment(spectra, theta, centred, p):
+    """Generator: the bin pyramid (yields progress), returns the shifts
+    (N, 2) px and the number of groups of the finest level."""
+    levels = _bin_levels(p['max_alignment_bin'], p['min_alignment_bin'], p['num_iter_at_min_bin'])
+    regularizer = _regularizer(theta, p['regularize_shifts'])
+    shifts = np.zeros((len(theta), 2))
+    cache = None  # finest level: group spectra and the group shifts since
+    for i, bin_px in enumerate(levels):
+        labels = _group_labels(centred, bin_px)
+        if cache is None:
+            cache = (_group_spectra(spectra, shifts, labels), np.zeros((labels.max() + 1, 2)))
+        base, moved = cache
+        ex, ey = _ramps(moved, spectra.shape[1:], xp_of(spectra))
+        delta = _align_groups(base * ex[:, :, None] * ey[:, None, :], centred, labels, bin_px, p['cross_correlation_upsample'])
+        shifts += delta[labels]
+        if bin_px > p['min_alignment_bin']:
+            shifts = _smooth(theta, shifts, labels)
+            cache = None
+        elif regularizer is not None:
+            shifts = regularizer @ shifts
+            cache = None
+        else:
+            cache = (base, moved + delta - shifts.mean(axis=0))
+        shifts -= shifts.mean(axis=0)
+        yield 0.15 + 0.6 * (i + 1) / len(levels)
+    return shifts, labels.max() + 1
+
+
+def _group_spectra(spectra, shifts, labels):
+    """(G, X, Y): Σ over each group of the images' spectra, each moved by
+    its shift (one vectorised pass over the stack)."""
     xp = xp_of(spectra)
     order = np.argsort(labels, kind='stable')
     starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
     ex, ey = _ramps(shifts[order], spectra.shape[1:], xp)
     shifted = spectra[xp.asarray(order)] * ex[:, :, None] * ey[:, None, :]
-    groups = xp.add.reduceat(shifted, xp.asarray(starts), axis=0)
+    return xp.add.reduceat(shifted, xp.asarray(starts), axis=0)
+
+
+def _align_groups(groups, centred, labels, bin_px, upsample):
+    """Shift update (G, 2) px of each group's image (spectra ``groups``).
+    Ring by ring from the centre outward, the groups of a ring are
+    cross-correlated together (vectorised) against the running sum of the
+    rings already aligned: a reference that stays sharp even when the
+    current shifts are far off."""
+    xp = xp_of(groups)
+    delta = np.zeros((len(groups), 2))
+    if len(groups) == 1:
+        return delta
     counts = np.bincount(labels)
     centres = np.stack([np.bincount(labels, c) for c in centred.T], axis=1) / counts[:, None]
-    visit = np.argsort((centres**2).sum(axis=1), kind='stable')
-    delta = np.zeros((len(groups), 2))
-    reference = groups[visit[0]].copy()
-    for g in visit[1:]:
-        delta[g] = correlation_peaks((reference * xp.conj(groups[g]))[None], upsample)[0]
-        ex, ey = _ramps(delta[g:g + 1], spectra.shape[1:], xp)
-        reference += groups[g] * ex[0][:, None] * ey[0][None, :]
+    rings = np.round(np.hypot(*centres.T) / bin_px).astype(int)
+    first, *others = np.unique(rings)
+    reference = groups[xp.asarray(np.flatnonzero(rings == first))].sum(axis=0)
+    for ring in others:
+        members = np.flatnonzero(rings == ring)
+        batch = groups[xp.asarray(members)]
+        delta[members] = correlation_peaks(reference[None] * xp.conj(batch), upsample)
+        ex, ey = _ramps(delta[members], groups.shape[1:], xp)
+        reference += (batch * ex[:, :, None] * ey[:, None, :]).sum(axis=0)
     return delta
 
 
@@ -442,7 +472,7 @@ def _smooth(theta, shifts, labels):
     COARSE_DEGREE with at most half as many terms as groups."""
     counts = np.bincount(labels)
     degree = 0
-    while degree < COARSE_DEGREE and (degree + 2) * (degree + 3) / 2 <= len(counts) / 2:
+    while degree < COARSE_DEGREE and (degree + 2) * (degree + 3) / 2 <= max(3, len(counts) / 2):
         degree += 1
     u = theta / np.abs(theta).max()
     means = [np.stack([np.bincount(labels, a[:, k]) for k in (0, 1)], 1) / counts[:, None] for a in (u, shifts)]
@@ -499,7 +529,8 @@ def _fit(theta, shifts, n_groups, p):
         )
     rotation = affine.rotation_deg if (found or forced) else None
     transpose = affine.transpose if (found or p['transpose'] is not None) else None
-    return _Fit(rotation, transpose, fit.aberrations, fit.uncertainties, fit.significant, fit.offset), notes
+    result = _Fit(rotation, transpose, fit.aberrations, fit.uncertainties, fit.significant, fit.offset)
+    return result, fit.predict, notes
 
 
 def _resolve_half_turn(fit: _Fit, phase, p, factor):
