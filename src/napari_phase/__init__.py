@@ -2,6 +2,7 @@
 
 from .compute.calibration import Calibration, CalibrationError
 from .compute.datacube import DataCube, DataCubeError
+from .compute.ptycho import PtychoResult, ptychography, ptychography_iter
 from .compute.simulate import simulate
 from .io.emd import write_emd, write_emd_probe
 from .io.read import ReadError, read_datacube, read_probe
@@ -13,8 +14,11 @@ __all__ = [
     'CalibrationError',
     'DataCube',
     'DataCubeError',
+    'PtychoResult',
     'ReadError',
     'load_results',
+    'ptychography',
+    'ptychography_iter',
     'read_datacube',
     'read_probe',
     'save_results',

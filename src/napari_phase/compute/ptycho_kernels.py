@@ -108,9 +108,10 @@ def separable_ramps(xp, size: int, shifts, sign: float, frequencies):
 def fourier_residual(waves, amplitudes, xp):
     """Fourier projection, in place and fused as far as the array module
     allows: ``waves`` (Ψ) becomes ``Ψ·(A/|Ψ| − 1)`` (whose IFFT is the
-    exit-wave residual Δψ). Returns Σ(A − |Ψ|)² (a 0-d device array)."""
+    exit-wave residual Δψ); ``amplitudes`` (a scratch copy) is overwritten.
+    Returns Σ(A − |Ψ|)² (a 0-d device array)."""
     magnitude = xp.abs(waves)
-    difference = amplitudes - magnitude
+    difference = xp.subtract(amplitudes, magnitude, out=amplitudes)
     flat = difference.ravel()
     error = xp.vdot(flat, flat)
     xp.maximum(magnitude, 1e-12, out=magnitude)
@@ -223,9 +224,9 @@ class Engine:
         shape = self.obj.shape
         gradient = xp.zeros(shape, np.complex64)
         illumination = xp.zeros(shape, np.float32)
-        probe_terms = None if self.fix_probe else (
+        probe_terms = None if self.fix_probe else [
             xp.zeros_like(self.probe), xp.zeros(self.probe.shape, np.float32)
-        )
+        ]
         error = xp.zeros((), np.float64)
         probe_k = None if self.cache is not None else self.fft.fft2(self.probe)
         for start in range(0, len(batch), self.chunk):
@@ -250,16 +251,18 @@ class Engine:
             self.obj, corners,
             xp.empty((len(index), self.size, self.size), np.complex64),
         )
-        waves = fft.fft2(probes * patches, overwrite_x=True)
-        amplitudes = xp.asarray(self.amplitudes[index])
+        waves = probes * patches
+        waves = fft.fft2(waves, overwrite_x=True)
+        amplitudes = xp.array(self.amplitudes[index], copy=True)
         error = fourier_residual(waves, amplitudes, xp)
         residual = fft.ifft2(waves, overwrite_x=True)
-        conj_probes = xp.conjugate(probes)
-        access.scatter(gradient, corners, conj_probes * residual)
-        intensity = (conj_probes * probes).real
+        intensity = xp.abs(probes)
+        intensity *= intensity
         access.scatter(illumination, corners, intensity)
         if probe_terms is not None:
             self._accumulate_probe(index, patches, residual, probe_terms)
+        residual *= xp.conjugate(probes, out=probes)
+        access.scatter(gradient, corners, residual)
         return error
 
     def _accumulate_probe(self, index, patches, residual, probe_terms):
