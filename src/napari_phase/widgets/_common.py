@@ -139,6 +139,13 @@ class Runner(Container):
         elif on_yield is not None:
             on_yield(value)
 
+    def describe(self, text: str):
+        """Show ``text`` on the progress bar and the status line (main
+        thread), e.g. the iteration and error of a running job."""
+        if self._bar is not None:
+            self._bar.set_description(f'{self.description}: {text}')
+        self._set_status(text)
+
     def _errored(self, error: Exception):
         self._set_status(f'Error: {error}')
         show_error(f'{self.description}: {error}')
