@@ -2,6 +2,7 @@
 
 from .compute.calibration import Calibration, CalibrationError
 from .compute.datacube import DataCube, DataCubeError
+from .compute.parallax import ParallaxResult, parallax, parallax_steps
 from .compute.ptycho import PtychoResult, ptychography, ptychography_iter
 from .compute.simulate import simulate
 from .io.emd import write_emd, write_emd_probe
@@ -14,9 +15,12 @@ __all__ = [
     'CalibrationError',
     'DataCube',
     'DataCubeError',
+    'ParallaxResult',
     'PtychoResult',
     'ReadError',
     'load_results',
+    'parallax',
+    'parallax_steps',
     'ptychography',
     'ptychography_iter',
     'read_datacube',
