@@ -1,5 +1,6 @@
 """The command line: demo files, recipe replay, bad input."""
 
+import os
 import subprocess
 import sys
 
@@ -128,3 +129,27 @@ def test_entry_point_error_is_one_line_without_traceback(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('napari-phase: error:')
     assert 'missing.h5' in lines[0] and 'Traceback' not in done.stderr
+
+
+def test_demo_opens_napari_when_there_is_a_display(
+    tmp_path, monkeypatch, qtbot
+):
+    import napari
+
+    shown = {}
+
+    def run():  # instead of napari's event loop: look, then close
+        viewer = napari.current_viewer()
+        shown['layers'] = [layer.name for layer in viewer.layers]
+        shown['docks'] = list(viewer.window.dock_widgets)
+        qtbot.wait(300)  # let the widgets finish their first updates
+        viewer.close()
+
+    monkeypatch.setattr(napari, 'run', run)
+    assert os.environ.get('DISPLAY')  # pytest-xvfb's display
+    out = tmp_path / 'demo'
+    assert main(['demo', '--quick', '--out', str(out)]) == 0
+    assert not out.exists()  # a window, no files
+    assert {'DPC phase', 'Parallax phase', 'Ptychography phase',
+            'Virtual BF'} <= set(shown['layers'])
+    assert any('Compare results' in name for name in shown['docks'])

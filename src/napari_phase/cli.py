@@ -18,6 +18,7 @@ non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -203,7 +204,11 @@ def demo_command(args) -> int:
     with StderrProgress() as progress:
         result = run_pipeline(cube, recipe, probe, progress=progress)
     if not headless:
-        return show_in_napari(cube, probe, result)
+        import napari
+
+        show_in_napari(cube, probe, result)
+        napari.run()
+        return 0
     write_demo_files(paths, result, args.force)
     print('napari-phase demo wrote:')
     for path in paths:
@@ -214,19 +219,21 @@ def demo_command(args) -> int:
 def demo_sample(quick: bool = False):
     """The simulated gold-nanoparticle scan (48×48 × 128², or 24×24 × 128²
     when ``quick``) and its vacuum probe, with a fresh calibration."""
+    from ._sample import _simulation
     from .compute.datacube import DataCube
-    from .compute.simulate import simulate
 
-    if quick:
-        sim = simulate(scan_shape=(24, 24), detector_shape=(128, 128), seed=0)
-    else:
-        from ._sample import _simulation
-
-        sim = _simulation()
+    sim = _quick_simulation() if quick else _simulation()
     size = 'x'.join(map(str, sim.datacube.scan_shape))
     cube = DataCube(sim.datacube.data, sim.datacube.calibration.copy(),
                     source=f'simulated gold nanoparticles ({size}, seed 0)')
     return cube, sim.vacuum_probe
+
+
+@functools.cache
+def _quick_simulation():
+    from .compute.simulate import simulate
+
+    return simulate(scan_shape=(24, 24), detector_shape=(128, 128), seed=0)
 
 
 def write_demo_files(paths, result, force: bool) -> None:
@@ -239,9 +246,9 @@ def write_demo_files(paths, result, force: bool) -> None:
     write_recipe(recipe, result.recipe, force)
 
 
-def show_in_napari(cube, probe, result) -> int:
-    """Open napari with the datacube, the probe, every result layer and
-    every napari-phase widget docked."""
+def show_in_napari(cube, probe, result):
+    """A napari viewer with the datacube, the probe, every result layer
+    and every napari-phase widget docked."""
     import napari
     from npe2 import PluginManager
 
@@ -256,8 +263,7 @@ def show_in_napari(cube, probe, result) -> int:
     for widget in manifest.contributions.widgets or []:
         viewer.window.add_plugin_dock_widget('napari-phase',
                                              widget.display_name)
-    napari.run()
-    return 0
+    return viewer
 
 
 if __name__ == '__main__':

@@ -26,7 +26,6 @@ from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import ptychography_iter
 from .recipe import STEP_ORDER, RecipeError, validate
-from .widgets._common import real_space_layer
 
 PTYCHO_DEFAULT_ITERATIONS = inspect.signature(
     ptychography_iter).parameters['num_iter'].default
@@ -53,6 +52,14 @@ class PipelineResult:
     results: dict = field(default_factory=dict)
     layers: list = field(default_factory=list)
     recipe: dict = field(default_factory=dict)
+
+
+def real_space_layer(*args, **kwargs):
+    """The widgets' layer-data tuple of a result (imported on use, so
+    that importing the pipeline does not import napari)."""
+    from .widgets._common import real_space_layer as layer
+
+    return layer(*args, **kwargs)
 
 
 def steps_to_run(recipe: dict, methods=None) -> list[str]:
@@ -186,11 +193,13 @@ def _parallax(params, cube, recipe, run, **_):
                          if k != 'C10'},
             half_turn=result.half_turn,
         )
+    source = {'source': cube.source}
     for key, name in (('upsampled', 'Parallax (upsampled)'),
                       ('phase', 'Parallax phase')):
         run.layers.append(real_space_layer(
             np.asarray(to_numpy(getattr(result, key))), name,
-            result.pixel_size[key], result.parameters, result.origin[key],
+            result.pixel_size[key], result.parameters | source,
+            result.origin[key],
             colormap='gray'))
 
 

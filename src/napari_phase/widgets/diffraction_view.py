@@ -34,7 +34,7 @@ _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 class DiffractionView(QWidget):
     """A dockable canvas showing diffraction-space layers."""
 
-    def __init__(self, viewer: 'napari.viewer.Viewer'):
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = viewer
         _VIEWS[viewer] = self
