@@ -8,6 +8,7 @@ from .compute.simulate import simulate
 from .io.emd import write_emd, write_emd_probe
 from .io.read import ReadError, read_datacube, read_probe
 from .io.results import load_results, save_results
+from .pipeline import run_pipeline
 
 __version__ = '0.1.0'
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     'ptychography_iter',
     'read_datacube',
     'read_probe',
+    'run_pipeline',
     'save_results',
     'simulate',
     'write_emd',
