@@ -42,24 +42,48 @@ def center_of_mass(
     ``empty``. ``descan`` is 'plane' (least-squares plane over the scan,
     per component), 'constant' (the mean) or 'none' (zero).
     """
+    return centers_of_mass(data, [mask], descan, progress)[0]
+
+
+def centers_of_mass(
+    data,
+    masks,
+    descan: str = 'plane',
+    progress: ProgressCallback | None = None,
+) -> list[CenterOfMass]:
+    """:func:`center_of_mass` for several detector masks (``None``: the
+    whole detector), still in one pass over the data."""
     qx, qy = data.shape[2:]
     xp = xp_of(data)
-    weight = xp.ones((qx, qy), np.float32) if mask is None else xp.asarray(
-        mask, dtype=np.float32
-    )
-    if weight.shape != (qx, qy):
+    kx = xp.arange(qx, dtype=np.float32)[:, None]
+    ky = xp.arange(qy, dtype=np.float32)[None, :]
+    weights = []
+    for mask in masks:
+        weight = _detector_weight(mask, (qx, qy), xp)
+        weights += [weight, weight * kx, weight * ky]
+    sums = to_numpy(
+        detector_sums(data, xp.stack(weights), progress)
+    ).astype(np.float64)
+    return [_com_from_sums(sums[k : k + 3], descan)
+            for k in range(0, len(sums), 3)]
+
+
+def _detector_weight(mask, shape, xp):
+    if mask is None:
+        return xp.ones(shape, np.float32)
+    weight = xp.asarray(mask, dtype=np.float32)
+    if weight.shape != shape:
         raise ValueError(
             f'mask shape {tuple(weight.shape)} does not match the detector '
-            f'shape {(qx, qy)}'
+            f'shape {shape}'
         )
     if not float(weight.sum()) > 0:
         raise ValueError('the detector mask selects no pixel')
-    kx = xp.arange(qx, dtype=np.float32)[:, None]
-    ky = xp.arange(qy, dtype=np.float32)[None, :]
-    sums = to_numpy(
-        detector_sums(data, xp.stack([weight, weight * kx, weight * ky]),
-                      progress)
-    ).astype(np.float64)
+    return weight
+
+
+def _com_from_sums(sums: np.ndarray, descan: str) -> CenterOfMass:
+    """CoM from (Σ I, Σ I·kx, Σ I·ky) maps (3, Rx, Ry)."""
     total = sums[0]
     valid = total > 0
     com = np.zeros((2, *total.shape))

@@ -1,0 +1,415 @@
+"""Differential phase contrast: CoM → rotation → half-turn → phase.
+
+For a thin specimen the centre of mass of each diffraction pattern is
+``c = ∇(φ ∗ |P|²) / 2π`` (Å⁻¹, cycles): the gradient of the phase blurred
+by the probe intensity (ALGORITHMS.md §1.3). We
+
+1. measure the CoM (masked) in one pass and subtract the descan fit;
+2. find the scan rotation θ and transpose, ``c_R = R(θ)·swap?(c_Q)``
+   (geometry.detector_to_scan), as the field with the least curl energy
+   (its non-gradient part), an exact minimum for both transposes;
+3. resolve θ versus θ + 180° (the curl cannot tell them apart) with the
+   shared positivity criterion (compute/halfturn.py) applied to the phase
+   of the **full-detector** CoM, which equals ∇φ/2π whatever the
+   aberrations, so the kept θ is the geometric one that parallax and
+   ptychography need. A mask (e.g. the bright-field disk with a defocused
+   probe) may invert the CoM contrast: the displayed phase is then
+   sign-flipped and the result says so, θ stays geometric;
+4. integrate ``2π·c`` (rad/Å) into a phase (radians) by Fourier (Poisson)
+   integration on a padded grid, refined iteratively on the scanned region.
+
+py4DSTEM 0.14.18 reports φ/2π ("cycles"); we report radians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import ProgressCallback, fft_of, to_numpy, xp_of
+from .calibration import Calibration
+from .com import centers_of_mass
+from .datacube import DataCube
+from .geometry import detector_to_scan, wrap_degrees
+from .halfturn import positive_phase_sign
+
+#: Largest |forced rotation| accepted (degrees).
+MAX_FORCED_ROTATION = 360.0
+
+
+@dataclass
+class RotationCurve:
+    """How far from a gradient field the rotated CoM is, versus the trial
+    rotation: the fraction of its energy that is curl (see curl_form)."""
+
+    angles_deg: np.ndarray  # (n,) degrees, one half-turn
+    curl: np.ndarray  # (n,) non-gradient fraction (0–1), transpose False
+    curl_transposed: np.ndarray  # (n,) the same, transpose True
+
+
+@dataclass
+class DPCResult:
+    """What :func:`dpc` found; every array is numpy, in the scan frame."""
+
+    phase: np.ndarray  # (Rx, Ry) radians, median 0, physical sign
+    com: np.ndarray  # (2, Rx, Ry) mrad, (masked) CoM after rotation
+    rotation_deg: float  # geometric θ: c_R = R(θ)·swap?(c_Q)
+    transpose: bool
+    rotation_curve: RotationCurve
+    half_turn: str  # how θ vs θ + 180° was chosen
+    half_turn_confidence: float | None  # |skewness|; None when forced
+    mask_sign: int  # −1 when the mask inverts the contrast
+    contrast: str  # what the mask did to the contrast ('' without mask)
+    empty_patterns: int  # patterns with no counts in the mask
+    pixel_size: float  # Å (the scan step)
+    wavelength: float  # Å
+    iterations: int  # integration iterations of the displayed phase
+    error: float  # its final NMSE of the gradient fit
+    parameters: dict = field(default_factory=dict)  # every input
+
+    @property
+    def com_inv_A(self) -> np.ndarray:
+        """The CoM in Å⁻¹ (cycles), scan frame."""
+        return self.com * 1e-3 / self.wavelength
+
+
+def dpc(
+    cube: DataCube,
+    mask=None,
+    rotation_deg: float | None = None,
+    transpose: bool | None = None,
+    flip_half_turn: bool | None = None,
+    descan: str = 'plane',
+    padding_factor: float = 2.0,
+    max_iter: int = 64,
+    step_size: float = 1.0,
+    tolerance: float = 1e-4,
+    progress: ProgressCallback | None = None,
+) -> DPCResult:
+    """DPC phase (radians) of ``cube``; the cube is not modified.
+
+    ``mask`` (Qx, Qy) weights the detector for the displayed phase (None:
+    the whole detector). ``rotation_deg`` / ``transpose`` force the scan
+    rotation (degrees, |θ| ≤ 360, taken as the geometric angle) and the
+    transpose; None fits them. ``flip_half_turn``: None chooses θ vs
+    θ + 180° by phase positivity (unless the rotation is forced); False /
+    True force the fitted (or forced) angle / that angle + 180°.
+    ``descan``: 'plane', 'constant' or 'none'. Integration: grid padded by
+    ``padding_factor``, at most ``max_iter`` gradient steps of
+    ``step_size`` (1 = one exact Fourier integration of the residual),
+    stopping when the NMSE improves by less than ``tolerance`` (relative).
+    Unlike py4DSTEM (φ/2π) the phase is in radians.
+    """
+    cal = cube.calibration
+    cal.require('scan_step', 'q_pixel_mrad', 'energy', purpose='DPC')
+    _check_forced(rotation_deg, transpose, flip_half_turn)
+    if not padding_factor >= 1:
+        raise ValueError(f'padding_factor must be ≥ 1, got {padding_factor}')
+    report = progress or (lambda fraction: None)
+    masks = [None] if mask is None else [None, mask]
+    coms = centers_of_mass(
+        cube.data, masks, descan, lambda f: report(0.8 * f)
+    )
+    to_inv_A = cal.q_pixel_inv_A
+    full, shown = coms[0].shift * to_inv_A, coms[-1].shift * to_inv_A
+
+    curve = rotation_curve(shown)
+    fitted, transpose = best_rotation(shown, rotation_deg, transpose)
+    integrate = _integrator(
+        cal.scan_step, padding_factor, max_iter, step_size, tolerance
+    )
+    full_phase, iterations, error = integrate(
+        detector_to_scan(full, fitted, transpose)
+    )
+    report(0.9)
+    rotation, sign, text, confidence = _half_turn(
+        full_phase, fitted, rotation_deg, flip_half_turn
+    )
+    full_phase = sign * full_phase
+
+    com = detector_to_scan(shown, rotation, transpose)
+    if mask is None:
+        phase, mask_sign, contrast = full_phase, 1, ''
+    else:
+        phase, iterations, error = integrate(com)
+        mask_sign, contrast = _mask_contrast(phase, full_phase)
+        phase = mask_sign * phase
+    report(1.0)
+    return DPCResult(
+        phase=phase - np.median(phase),
+        com=com / to_inv_A * cal.q_pixel_mrad,
+        rotation_deg=rotation,
+        transpose=transpose,
+        rotation_curve=curve,
+        half_turn=text,
+        half_turn_confidence=confidence,
+        mask_sign=mask_sign,
+        contrast=contrast,
+        empty_patterns=coms[-1].empty,
+        pixel_size=cal.scan_step,
+        wavelength=cal.wavelength,
+        iterations=iterations,
+        error=error,
+        parameters=dict(
+            source=cube.source,
+            mask=describe_mask(mask),
+            rotation_deg=rotation_deg,
+            transpose=transpose if transpose is None else bool(transpose),
+            flip_half_turn=flip_half_turn,
+            descan=descan,
+            padding_factor=padding_factor,
+            max_iter=max_iter,
+            step_size=step_size,
+            tolerance=tolerance,
+            calibration=_calibration_used(cal),
+        ),
+    )
+
+
+def _check_forced(rotation_deg, transpose, flip_half_turn) -> None:
+    if rotation_deg is not None and not (
+        np.isfinite(rotation_deg)
+        and abs(rotation_deg) <= MAX_FORCED_ROTATION
+    ):
+        raise ValueError(
+            f'forced rotation {rotation_deg}° is out of range: give an '
+            f'angle in degrees between −{MAX_FORCED_ROTATION:g} and '
+            f'{MAX_FORCED_ROTATION:g}'
+        )
+    for name, value in (('transpose', transpose),
+                        ('flip_half_turn', flip_half_turn)):
+        if value is not None and not isinstance(value, bool | np.bool_):
+            raise TypeError(f'{name} must be True, False or None, not '
+                            f'{value!r}')
+
+
+def describe_mask(mask) -> str:
+    """A short, JSON-safe description of a detector mask."""
+    if mask is None:
+        return 'whole detector'
+    weight = to_numpy(mask).astype(np.float64)
+    return (f'{int(np.count_nonzero(weight))} of {weight.size} detector '
+            f'pixels (weight sum {weight.sum():.6g})')
+
+
+def _calibration_used(cal: Calibration) -> dict:
+    return {name: getattr(cal, name)
+            for name in ('scan_step', 'q_pixel_mrad', 'energy')}
+
+
+# --- rotation and transpose ------------------------------------------------
+#
+# The rotated field f(θ) = R(θ)·swap?(c) = cos θ·F₀ + sin θ·F₉₀ with
+# F₀ = swap?(c) and F₉₀ = R(90°)·F₀. Its non-gradient (solenoidal) energy
+# E(θ) = Σ_k |k̂ × f̂(k)|² is the mean-square curl weighted by 1/|k|²: the
+# least-squares misfit of the best phase, so noise at high k, which
+# dominates py4DSTEM's mean |curl| of central differences, weighs no more
+# than the signal. E is a quadratic form in (cos θ, sin θ): its minimum is
+# an eigenvector of a 2×2 matrix, exact, with no angle grid. The field is
+# mirror-extended (the even extension of the phase) so that the scan edges
+# are not counted as curl.
+
+
+def _mirrored(f, odd_axis: int):
+    """``f`` extended by its mirror image along both axes, negated along
+    ``odd_axis`` (a gradient component is odd along its own axis)."""
+    for axis in (0, 1):
+        sign = -1 if axis == odd_axis else 1
+        f = np.concatenate([f, sign * np.flip(f, axis)], axis=axis)
+    return f
+
+
+def _solenoidal(field):
+    """k̂ × f̂(k) of the mirror-extended field (2, Rx, Ry), and |f̂|²'s sum."""
+    fx = np.fft.fft2(_mirrored(field[0], 0))
+    fy = np.fft.fft2(_mirrored(field[1], 1))
+    kx = np.fft.fftfreq(fx.shape[0])[:, None]
+    ky = np.fft.fftfreq(fx.shape[1])[None, :]
+    k = np.hypot(kx, ky)
+    k[0, 0] = np.inf
+    energy = float(np.sum(np.abs(fx) ** 2 + np.abs(fy) ** 2))
+    return (kx * fy - ky * fx) / k, energy
+
+
+def curl_form(com: np.ndarray, transpose: bool) -> np.ndarray:
+    """2×2 matrix Q: the non-gradient fraction of R(θ)·swap?(com) is
+    (cos θ, sin θ)·Q·(cos θ, sin θ)ᵀ. ``com`` (2, Rx, Ry), detector frame."""
+    f0 = com[::-1] if transpose else com
+    t0, energy = _solenoidal(f0)
+    t90, _ = _solenoidal(np.stack([-f0[1], f0[0]]))
+    cross = np.vdot(t0, t90).real
+    form = np.array([[np.vdot(t0, t0).real, cross],
+                     [cross, np.vdot(t90, t90).real]])
+    return form / (energy or 1.0)
+
+
+def _non_gradient_fraction(form, angles_deg) -> np.ndarray:
+    theta = np.deg2rad(np.atleast_1d(angles_deg))
+    v = np.stack([np.cos(theta), np.sin(theta)])
+    return np.einsum('in,ij,jn->n', v, form, v)
+
+
+def rotation_curve(com: np.ndarray, step_deg: float = 1.0) -> RotationCurve:
+    """Non-gradient (curl) fraction of R(θ)·swap?(com) over one half-turn
+    of θ, both transposes. ``com`` (2, Rx, Ry), detector frame."""
+    if min(com.shape[1:]) < 3:
+        raise ValueError(
+            f'the scan ({com.shape[1]}×{com.shape[2]}) is too small to fit a'
+            ' rotation: it needs at least 3×3 positions'
+        )
+    angles = np.arange(-90.0, 90.0, step_deg)
+    return RotationCurve(
+        angles,
+        _non_gradient_fraction(curl_form(com, False), angles),
+        _non_gradient_fraction(curl_form(com, True), angles),
+    )
+
+
+def best_rotation(
+    com: np.ndarray,
+    rotation_deg: float | None = None,
+    transpose: bool | None = None,
+) -> tuple[float, bool]:
+    """The least-curl (rotation, transpose), the rotation modulo 180° in
+    (−90, 90], unless forced: a forced rotation is returned as given (the
+    transpose is then chosen at that angle); a forced transpose restricts
+    the search."""
+    options = (False, True) if transpose is None else (bool(transpose),)
+    candidates = []
+    for option in options:
+        form = curl_form(com, option)
+        if rotation_deg is None:
+            values, vectors = np.linalg.eigh(form)
+            angle = _half_turn_range(
+                np.rad2deg(np.arctan2(vectors[1, 0], vectors[0, 0]))
+            )
+            candidates.append((values[0], angle, option))
+        else:
+            fraction = _non_gradient_fraction(form, rotation_deg)[0]
+            candidates.append((fraction, float(rotation_deg), option))
+    _, angle, option = min(candidates)
+    return angle, option
+
+
+def _half_turn_range(angle: float) -> float:
+    """``angle`` modulo 180°, in (−90, 90]."""
+    wrapped = (angle + 90.0) % 180.0 - 90.0
+    return 90.0 if wrapped == -90.0 else float(wrapped)
+
+
+# --- the half-turn -------------------------------------------------------
+
+
+def _half_turn(full_phase, fitted, forced_rotation, flip):
+    """(rotation, sign, text, confidence): ``sign·full_phase`` is the phase
+    at ``rotation`` (θ + 180° negates the CoM and the phase)."""
+    sign, skew, criterion = positive_phase_sign(full_phase)
+    if flip is None and forced_rotation is None:
+        rotation = fitted if sign > 0 else fitted + 180.0
+        return (wrap_degrees(rotation), sign,
+                f'full-detector DPC {criterion}', skew)
+    flip_sign = -1 if flip else 1
+    agrees = 'agrees' if sign == flip_sign else 'DISAGREES'
+    what = 'rotation' if flip is None else 'half-turn'
+    text = (f'{what} forced by the user; full-detector DPC {criterion}: '
+            f'it {agrees}')
+    return wrap_degrees(fitted + 180.0 * bool(flip)), flip_sign, text, None
+
+
+def _mask_contrast(masked_phase, full_phase) -> tuple[int, str]:
+    """Sign that makes the masked phase match the full-detector one."""
+    r = np.corrcoef(masked_phase.ravel(), full_phase.ravel())[0, 1]
+    if not np.isfinite(r):
+        return 1, 'the masked and full-detector phases cannot be compared'
+    if r < 0:
+        return -1, (f'the mask inverts the contrast (r = {r:+.2f} with the '
+                    'full-detector phase): the displayed phase is negated')
+    return 1, f'the mask keeps the contrast (r = {r:+.2f} with the ' \
+              'full-detector phase)'
+
+
+# --- integration -----------------------------------------------------------
+
+
+def _integrator(step, padding_factor, max_iter, step_size, tolerance):
+    def integrate(com_inv_A):
+        return integrate_gradient(
+            2 * np.pi * com_inv_A, step, padding_factor, max_iter,
+            step_size, tolerance,
+        )
+
+    return integrate
+
+
+def integrate_gradient(
+    gradient,
+    pixel_size: float,
+    padding_factor: float = 2.0,
+    max_iter: int = 64,
+    step_size: float = 1.0,
+    tolerance: float = 1e-4,
+):
+    """φ whose gradient best fits ``gradient`` (2, Rx, Ry) on the scan.
+
+    ``gradient`` in rad/Å, ``pixel_size`` in Å; returns ``(φ (Rx, Ry)
+    rad, iterations, NMSE)``. Preconditioned gradient descent on
+    ‖∇φ − g‖² over the scanned region of a grid padded by
+    ``padding_factor`` (the field outside is free, so there are no
+    periodic artefacts): each step adds ``step_size`` × the Fourier
+    (Poisson) integral of the residual. A step that raises the error is
+    undone and halved; the loop stops when the relative NMSE gain falls
+    below ``tolerance``. numpy or cupy, as ``gradient``.
+    """
+    xp = xp_of(gradient)
+    fft = fft_of(xp)
+    rx, ry = gradient.shape[1:]
+    shape = (max(rx, round(rx * padding_factor)),
+             max(ry, round(ry * padding_factor)))
+    d_x, d_y = _derivative_operators(shape, pixel_size, xp)
+    norm = xp.abs(d_x) ** 2 + xp.abs(d_y) ** 2
+    norm[norm == 0] = np.inf
+    target = xp.zeros((2, *shape))
+    target[:, :rx, :ry] = gradient
+    scale = float(xp.sum(target**2)) or 1.0
+
+    def residual(spectrum):
+        fit = fft.irfft2(xp.stack([d_x * spectrum, d_y * spectrum]), s=shape)
+        res = target - fit
+        res[:, rx:] = 0
+        res[:, :, ry:] = 0
+        return res, float(xp.sum(res**2)) / scale
+
+    def descent(res):
+        res_k = fft.rfft2(res)
+        return (xp.conj(d_x) * res_k[0] + xp.conj(d_y) * res_k[1]) / norm
+
+    spectrum = xp.zeros(d_x.shape[:1] + d_y.shape[1:], dtype=complex)
+    res, error = residual(spectrum)
+    direction, step, iterations = descent(res), step_size, 0
+    while iterations < max_iter and error > 0:
+        iterations += 1
+        trial = spectrum + step * direction
+        trial_res, trial_error = residual(trial)
+        if trial_error > error:
+            step /= 2
+            continue
+        gain = (error - trial_error) / error
+        spectrum, res, error = trial, trial_res, trial_error
+        if gain < tolerance:
+            break
+        direction = descent(res)
+    phase = fft.irfft2(spectrum, s=shape)[:rx, :ry]
+    return phase, iterations, error
+
+
+def _derivative_operators(shape, pixel_size, xp):
+    """2πi·k for ∂/∂x (column) and ∂/∂y (rfft row), Nyquist zeroed so
+    that the derivative of a real field stays real."""
+    kx = xp.fft.fftfreq(shape[0], pixel_size)
+    ky = xp.fft.rfftfreq(shape[1], pixel_size)
+    if shape[0] % 2 == 0:
+        kx[shape[0] // 2] = 0
+    if shape[1] % 2 == 0:
+        ky[-1] = 0
+    return 2j * np.pi * kx[:, None], 2j * np.pi * ky[None, :]
