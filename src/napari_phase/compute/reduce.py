@@ -20,6 +20,11 @@ def compute_dask(*arrays, progress: ProgressCallback | None = None):
 
     if progress is None:
         return dask.compute(*arrays)
+    from .scheduler import active_client
+
+    client = active_client()
+    if client is not None:
+        return _compute_on_cluster(client, arrays, progress)
 
     class _Progress(Callback):
         def _start_state(self, dsk, state):
@@ -32,6 +37,19 @@ def compute_dask(*arrays, progress: ProgressCallback | None = None):
 
     with _Progress():
         return dask.compute(*arrays)
+
+
+def _compute_on_cluster(client, arrays, progress: ProgressCallback):
+    """Compute on a dask.distributed cluster (where local-scheduler
+    callbacks never run): progress per finished output chunk."""
+    import dask
+    from distributed import as_completed, futures_of
+
+    persisted = client.persist(list(arrays))
+    futures = futures_of(persisted)
+    for done, _ in enumerate(as_completed(futures), 1):
+        progress(done / len(futures))
+    return dask.compute(*persisted)
 
 
 def mean_and_max_pattern(
