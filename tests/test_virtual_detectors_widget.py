@@ -5,6 +5,7 @@ navigation shows the clicked pattern; bad shapes give messages."""
 import dask.array as da
 import numpy as np
 import pytest
+from napari.layers.shapes._shapes_mouse_bindings import select
 
 from napari_phase import DataCube
 from napari_phase.compute.detectors import (
@@ -43,6 +44,13 @@ def add_cube(viewer, cube, name='scan'):
 def reference(cube, mask):
     data = np.asarray(cube.data, dtype=np.float64)
     return np.einsum('ijkl,kl->ij', data, mask.astype(np.float64))
+
+
+class MouseEvent:
+    """What napari's mouse bindings read from an event."""
+
+    def __init__(self, kind, position, modifiers=()):
+        self.type, self.position, self.modifiers = kind, position, modifiers
 
 
 def settle(widget, qtbot):
@@ -101,18 +109,34 @@ def test_moving_a_shape_updates_its_image(tool, qtbot, cube):
     widget.bf_button.clicked.emit()
     qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=10000)
     settle(widget, qtbot)
-    before = image(viewer, 'BF').copy()
     shapes = widget.shapes
-    moved = [shapes.data[0] + np.array([6.0, -4.0])]  # as a drag ends
-    shapes.data = moved
-    center = np.add(cube.calibration.probe_center, (6.0, -4.0))
-    radius = cube.calibration.probe_radius + 2
-    expected = reference(cube, circle_mask(cube.detector_shape, center,
-                                           radius))
+    shapes.mode = 'select'
+    start = np.asarray(cube.calibration.probe_center) * shapes.scale
+    drag = select(shapes, event := MouseEvent('mouse_press', start))
+    next(drag)  # press on the BF disk (world coordinates, mrad)
+
+    def expected_after(shift_px):
+        center = np.add(cube.calibration.probe_center, shift_px)
+        radius = cube.calibration.probe_radius + 2
+        mask = circle_mask(cube.detector_shape, center, radius)
+        return reference(cube, mask)
+
+    for shift_px in ([3.0, -2.0], [6.0, -4.0]):  # still dragging: live
+        event.type, event.position = 'mouse_move', start + np.multiply(
+            shift_px, shapes.scale)
+        next(drag)
+        expected = expected_after(shift_px)
+        qtbot.waitUntil(
+            lambda: np.allclose(image(viewer, 'BF'), expected, rtol=1e-5),
+            timeout=10000)
+    event.type = 'mouse_release'
+    with pytest.raises(StopIteration):
+        next(drag)
+    shapes.data = [shapes.data[0] + np.array([-9.0, 1.0])]  # programmatic
+    expected = expected_after([-3.0, -3.0])
     qtbot.waitUntil(
         lambda: np.allclose(image(viewer, 'BF'), expected, rtol=1e-5),
         timeout=10000)
-    assert not np.allclose(before, expected, rtol=1e-3)
 
 
 def test_drawn_polygon_and_removal(tool, qtbot, cube):
@@ -171,11 +195,8 @@ def test_navigation_click_shows_that_pattern(tool, cube):
     viewer, _ = tool
     view = diffraction_view(viewer)
 
-    class Click:
-        type = 'mouse_press'
-        position = (0, 0, 5 * 2.39 + 0.4, 17 * 2.39 - 0.6)  # world, Å
-
-    click = Click()
+    at = (0, 0, 5 * 2.39 + 0.4, 17 * 2.39 - 0.6)  # world (Å)
+    click = MouseEvent('mouse_press', at)
     callback = view._navigate(viewer, click)
     assert view._navigate in viewer.mouse_drag_callbacks
     next(callback)
@@ -185,3 +206,12 @@ def test_navigation_click_shows_that_pattern(tool, cube):
     layer = view.model.layers['pattern at (5, 17)']
     np.testing.assert_array_equal(layer.data, cube.data[5, 17])
     assert layer.scale[0] == pytest.approx(cube.calibration.q_pixel_mrad)
+
+
+def test_plugin_menu_opens_both_widgets(make_napari_viewer, qtbot, cube):
+    viewer = make_napari_viewer()
+    add_cube(viewer, cube)
+    for name in ('Probe calibration', 'Virtual detectors'):
+        _, widget = viewer.window.add_plugin_dock_widget('napari-phase', name)
+        assert widget.cube_layer.value is viewer.layers['scan']
+    settle(widget, qtbot)

@@ -9,6 +9,7 @@ object (the one every later widget reads) and rescales the datacube layer.
 
 from __future__ import annotations
 
+import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from magicgui.widgets import PushButton
@@ -33,7 +34,7 @@ PROBE_FIT = 'probe fit'
 class CalibrationWidget(Container):
     """Dockable probe calibration: pick layers, Fit, check, Apply."""
 
-    def __init__(self, viewer: 'napari.viewer.Viewer'):  # noqa: F821
+    def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
         self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
         self.probe_layer = ComboBox(label='vacuum probe',
@@ -63,10 +64,16 @@ class CalibrationWidget(Container):
             guarded(self.fit, self.runner.status))
         self.apply_button.changed.connect(guarded(self.apply, self.status))
         self.cube_layer.changed.connect(guarded(self.load, self.status))
-        for event in (viewer.layers.events.inserted,
-                      viewer.layers.events.removed):
+        self._layer_events = (viewer.layers.events.inserted,
+                              viewer.layers.events.removed)
+        for event in self._layer_events:
             event.connect(self.reset_choices)
+        self.native.destroyed.connect(lambda *_: self._close())
         self.load()
+
+    def _close(self):
+        for event in self._layer_events:
+            event.disconnect(self.reset_choices)
 
     def _cubes(self, _=None):
         return [(lay.name, lay) for lay in self.viewer.layers

@@ -21,6 +21,7 @@ widgets (e.g. DPC "mask from a detector shape").
 
 from __future__ import annotations
 
+import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.utils import progress as napari_progress
@@ -130,7 +131,7 @@ def detector_masks(viewer) -> dict[str, np.ndarray]:
 class VirtualDetectors(Container):
     """Dockable virtual detector tool (see the module docstring)."""
 
-    def __init__(self, viewer: 'napari.viewer.Viewer'):  # noqa: F821
+    def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
         self.view = diffraction_view(viewer)
         self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
@@ -148,7 +149,10 @@ class VirtualDetectors(Container):
         self._mean_shown = None  # the cube whose mean pattern is shown
         self._count = 0  # shapes before the one being added
         self._adding_preset = False
-        self._timer = QTimer()
+        self._layer = None  # the datacube layer in use
+        self._closed = False
+        self.native.destroyed.connect(lambda *_: self._close())
+        self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.update_images)
@@ -181,14 +185,14 @@ class VirtualDetectors(Container):
 
     @property
     def cube(self):
-        return datacube_of(self.cube_layer.value)
+        return datacube_of(self._layer)
 
     def _on_cube(self, *_):
         if self._calibration is not None:
             self._calibration.events.disconnect(self._on_calibration)
             self._calibration = None
         self._computed = {}
-        layer = self.cube_layer.value
+        layer = self._layer = self.cube_layer.value
         if layer is None:
             self.status.value = 'Open a 4D-STEM datacube first.'
             return
@@ -204,6 +208,19 @@ class VirtualDetectors(Container):
             self.view.model.layers['mean pattern'].scale = q_scale(self.cube)
         self._computed = {}  # the images' pixel size may have changed
         self.schedule()
+
+    def _close(self):
+        """The widget is gone: stop listening and computing."""
+        self._closed = True
+        self.shapes.events.data.disconnect(self._on_data)
+        self.shapes.events.set_data.disconnect(self.schedule)
+        for event in (self.viewer.layers.events.inserted,
+                      self.viewer.layers.events.removed):
+            event.disconnect(self.reset_choices)
+        if self._calibration is not None:
+            self._calibration.events.disconnect(self._on_calibration)
+        if self.worker is not None:
+            self.worker.quit()
 
     # --- presets ----------------------------------------------------------
     def add_bf(self):
@@ -279,7 +296,7 @@ class VirtualDetectors(Container):
 
     def update_images(self):
         """Recompute the images of changed detectors (in a thread)."""
-        if self.cube_layer.value is None:
+        if self._layer is None or self._closed:
             return
         if self.worker is not None:  # one at a time; latest wins
             self._pending = True
@@ -298,7 +315,7 @@ class VirtualDetectors(Container):
     def _start(self, cube, masks):
         from napari.qt.threading import create_worker
 
-        layer = self.cube_layer.value
+        layer = self._layer
         names = list(masks)
 
         def job():
@@ -315,7 +332,7 @@ class VirtualDetectors(Container):
         if bar is not None:
             self.worker.yielded.connect(lambda done: _advance(bar, done))
         self.worker.returned.connect(
-            lambda result: self._show(cube, masks, *result))
+            lambda result: self._show(layer, masks, *result))
         self.worker.errored.connect(
             lambda error: setattr(self.status, 'value', f'Error: {error}'))
         self.worker.finished.connect(lambda: self._finished(bar))
@@ -329,9 +346,10 @@ class VirtualDetectors(Container):
             self._pending = False
             self.update_images()
 
-    def _show(self, cube, masks, mean, images):
-        if cube is not self.cube:
-            return  # the user picked another cube meanwhile
+    def _show(self, layer, masks, mean, images):
+        if self._closed or layer is not self._layer:
+            return  # closed, or the user picked another cube meanwhile
+        cube = self.cube
         if self._mean_shown is not cube:
             self.view.show_pattern('mean pattern', mean, q_scale(cube))
             self._mean_shown = cube
