@@ -121,6 +121,7 @@ class AberrationFit:
     significant: dict  # 'C10', 'C12'...: True when > SIGNIFICANCE σ
     offset: np.ndarray  # (2,) Å, scan frame: the shifts' common offset
     residual_rms: float  # Å
+    explained: float  # fraction of the shifts' variance the fit explains
     coefficients: np.ndarray  # Cartesian (a, b) per basis column, then offset
     orders: list
     rotation_deg: float
@@ -159,7 +160,9 @@ def fit_aberrations(
     values, errors, significant = _to_polar(coef, cov, names)
     return AberrationFit(
         values, errors, significant, offset_r,
-        float(np.sqrt(residual @ residual / n)), coef, list(orders),
+        float(np.sqrt(residual @ residual / n)),
+        float(1 - residual @ residual / max(np.sum((d_q - d_q.mean(0)) ** 2), 1e-300)),
+        coef, list(orders),
         rotation_deg, transpose,
     )
 

@@ -64,6 +64,11 @@ MIN_BF_PIXELS = 10
 #: side only; on the simulator their shifts come out 4–12 % too large.
 FIT_RADIUS = 0.8
 
+#: Fraction of the shifts' variance the aberration fit must explain for
+#: the parallax to count as measured (random shifts of an in-focus
+#: dataset give ~20 %, a defocused one > 95 %).
+MIN_EXPLAINED = 0.6
+
 #: Highest degree of the smooth polynomial of θ through the group shifts
 #: of the coarse levels. Group-constant shifts would leave steps that the
 #: finer groups straddle and never resolve; only the finest level's raw
@@ -382,7 +387,9 @@ def _group_spectra(spectra, shifts, labels):
     order = np.argsort(labels, kind='stable')
     starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
     ex, ey = _ramps(shifts[order], spectra.shape[1:], xp)
-    shifted = spectra[xp.asarray(order)] * ex[:, :, None] * ey[:, None, :]
+    shifted = spectra[xp.asarray(order)]
+    shifted *= ex[:, :, None]
+    shifted *= ey[:, None, :]
     return xp.add.reduceat(shifted, xp.asarray(starts), axis=0)
 
 
@@ -512,12 +519,13 @@ def _fit(theta, shifts, n_groups, p):
     orders = aberration_orders(p['fit_max_order'])
     fit = fit_aberrations(theta, shifts, affine.rotation_deg, affine.transpose, orders, n_groups)
     notes = []
-    found = any(fit.significant.get(k) for k in ('C10', 'C12'))
+    found = fit.explained >= MIN_EXPLAINED and any(fit.significant.get(k) for k in ('C10', 'C12'))
     forced = p['rotation_deg'] is not None
     if not found:
         notes.append(
             'No parallax: the shifts are below the noise '
-            f"(C1 = {fit.aberrations['C10']:.0f} ± {fit.uncertainties['C10']:.0f} Å), "
+            f"(C1 = {fit.aberrations['C10']:.0f} ± {fit.uncertainties['C10']:.0f} Å; "
+            f'the aberration fit explains {fit.explained:.0%} of their variance), '
             'so the dataset looks in focus. Rotation and transpose cannot be '
             'measured; no CTF sign flip was applied.'
         )
@@ -529,7 +537,8 @@ def _fit(theta, shifts, n_groups, p):
         )
     rotation = affine.rotation_deg if (found or forced) else None
     transpose = affine.transpose if (found or p['transpose'] is not None) else None
-    result = _Fit(rotation, transpose, fit.aberrations, fit.uncertainties, fit.significant, fit.offset)
+    significant = fit.significant if found else dict.fromkeys(fit.significant, False)
+    result = _Fit(rotation, transpose, fit.aberrations, fit.uncertainties, significant, fit.offset)
     return result, fit.predict, notes
 
 
