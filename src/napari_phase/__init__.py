@@ -2,6 +2,7 @@
 
 from .compute.calibration import Calibration, CalibrationError
 from .compute.datacube import DataCube, DataCubeError
+from .compute.dpc import DPCResult, dpc
 from .compute.parallax import ParallaxResult, parallax, parallax_steps
 from .compute.ptycho import PtychoResult, ptychography, ptychography_iter
 from .compute.simulate import simulate
@@ -16,9 +17,11 @@ __all__ = [
     'CalibrationError',
     'DataCube',
     'DataCubeError',
+    'DPCResult',
     'ParallaxResult',
     'PtychoResult',
     'ReadError',
+    'dpc',
     'load_results',
     'parallax',
     'parallax_steps',
