@@ -99,6 +99,11 @@ def test_presets_equal_numpy(tool, qtbot, cube):
         layer = viewer.layers[f'virtual {name}']
         np.testing.assert_allclose(shapes.edge_color[i],
                                    tint_color(layer.colormap.name))
+    viewer.layers['virtual BF'].colormap = 'red'  # the tie goes both ways
+    np.testing.assert_allclose(shapes.edge_color[0], tint_color('red'))
+    cube.calibration.update(scan_step=3.0, q_pixel_mrad=1.5)  # e.g. Apply
+    assert tuple(bf.scale) == (3.0, 3.0)
+    assert tuple(shapes.scale) == (1.5, 1.5)
     masks = detector_masks(viewer)
     assert set(masks) == {'BF', 'ADF'}
     np.testing.assert_array_equal(masks['BF'] + masks['ADF'], 1)

@@ -203,10 +203,14 @@ class VirtualDetectors(Container):
         self._on_calibration()
 
     def _on_calibration(self, *_):
-        self.shapes.scale = q_scale(self.cube)
+        """Rescale: shapes and mean pattern (mrad), images (Å)."""
+        cube = self.cube
+        self.shapes.scale = q_scale(cube)
         if 'mean pattern' in self.view.model.layers:
-            self.view.model.layers['mean pattern'].scale = q_scale(self.cube)
-        self._computed = {}  # the images' pixel size may have changed
+            self.view.model.layers['mean pattern'].scale = q_scale(cube)
+        step = cube.calibration.scan_step or DEFAULTS['scan_step']
+        for name in self._images:
+            self.viewer.layers[image_name(name)].scale = (step, step)
         self.schedule()
 
     def _close(self):
@@ -367,8 +371,23 @@ class VirtualDetectors(Container):
                  'source': cube.source},
                 colormap=tints[name], blending='additive',
             ))
+            if name not in self._images:
+                self._tie_colormap(name)
             self._computed[name] = mask
             self._images.add(name)
+
+    def _tie_colormap(self, name):
+        """A new colormap on the image re-tints its detector's edges."""
+        image = self.viewer.layers[image_name(name)]
+
+        def retint(*_):
+            features = self.shapes.features.copy()
+            features.loc[features['detector'] == name, 'tint'] = \
+                image.colormap.name
+            self.shapes.features = features
+            self._color_edges()
+
+        image.events.colormap.connect(retint)
 
     def _remove_images(self, names):
         for name in names:
