@@ -32,6 +32,7 @@ def test_profile_equals_hand_sampling(viewer_and_widget):
     widget.layers.value = ['coarse', 'fine']
     line = widget.draw_line()
     assert viewer.layers[PROFILE_LAYER] is line
+    assert widget.mode.value == 'overlay' and not viewer.canvas.grid.enabled
     line.data = [np.array([[6.0, -4.0], [6.0, 16.0]])]  # Å, scan frame
     profile = widget.profile
     distance = np.arange(21.0)  # every 1 Å, the finest pixel
@@ -52,7 +53,7 @@ def test_matched_contrast_and_grid(viewer_and_widget):
     widget.layers.value = ['coarse', 'fine']
     widget.low.value, widget.high.value = 0.0, 100.0
     widget.show()
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
     assert not viewer.layers['other'].visible
     # shared field of view: x 4..26 Å, y 0..16 Å (pixels of 2 Å)
     shared = coarse[:, 3:12]
@@ -60,7 +61,7 @@ def test_matched_contrast_and_grid(viewer_and_widget):
         [shared.min(), shared.max()])
     widget.mode.value = 'overlay'
     widget.show()
-    assert not viewer.grid.enabled
+    assert not viewer.canvas.grid.enabled
 
 
 def test_numbers_and_different_datasets(viewer_and_widget):

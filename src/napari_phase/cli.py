@@ -4,6 +4,8 @@
 [--methods dpc,parallax,ptycho] -o OUT.h5 [--force]`` runs a recipe (the
 reference workflow by default) with progress on stderr and writes the
 results (HDF5, with the recipe) and a PNG comparison panel next to them.
+``--scheduler ADDRESS`` computes on a dask.distributed cluster
+(``'local'``: a LocalCluster here) instead of local threads.
 
 ``napari-phase demo [--out DIR] [--headless] [--quick]`` runs the whole
 reference workflow on the simulated gold-nanoparticle sample: in napari,
@@ -65,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
                      help='results file (.h5); the panel goes to OUT.png')
     run.add_argument('--force', action='store_true',
                      help='overwrite existing output files')
+    run.add_argument('--scheduler', metavar='ADDRESS',
+                     help="compute on a dask.distributed scheduler "
+                     "(tcp://host:8786, or 'local' for a LocalCluster); the "
+                     'data is then read lazily (workers need the same '
+                     'path). Default: local threads')
     run.set_defaults(command=run_command)
     demo = commands.add_parser(
         'demo', help='the whole workflow on the simulated sample')
@@ -86,6 +93,7 @@ def _methods(text: str) -> list[str]:
 
 # --- run ------------------------------------------------------------------
 def run_command(args) -> int:
+    from .compute.scheduler import use_scheduler
     from .io.read import read_datacube, read_probe
     from .io.results import save_results
     from .pipeline import run_pipeline
@@ -95,9 +103,9 @@ def run_command(args) -> int:
     panel = output.with_suffix('.png')
     _check_outputs([output, panel], args.force)
     recipe = read_recipe(args.recipe) if args.recipe else seed_recipe()
-    cube = read_datacube(args.data)
+    cube = read_datacube(args.data, lazy=True if args.scheduler else None)
     probe = read_probe(args.probe)[0] if args.probe else None
-    with StderrProgress() as progress:
+    with use_scheduler(args.scheduler), StderrProgress() as progress:
         result = run_pipeline(cube, recipe, probe, args.methods, progress)
     save_results(output, result.layers, args.force, recipe=result.recipe)
     write_comparison(panel, result.layers, args.force)
@@ -253,6 +261,7 @@ def show_in_napari(cube, probe, result):
     from npe2 import PluginManager
 
     from .io.layers import datacube_layers, probe_layers
+    from .widgets.diffraction_view import diffraction_view
 
     viewer = napari.Viewer(title='napari-phase demo')
     for layer in (datacube_layers(cube, 'gold nanoparticles')
@@ -261,8 +270,12 @@ def show_in_napari(cube, probe, result):
         viewer._add_layer_from_data(*layer)
     manifest = PluginManager.instance().get_manifest('napari-phase')
     for widget in manifest.contributions.widgets or []:
-        viewer.window.add_plugin_dock_widget('napari-phase',
-                                             widget.display_name)
+        viewer.window.add_plugin_dock_widget(
+            'napari-phase', widget.display_name,
+            tabify=widget.display_name != 'Diffraction view')
+    mean = cube.mean_and_max_pattern()[0]
+    q = cube.calibration.q_pixel_mrad
+    diffraction_view(viewer).show_pattern('mean pattern', mean, (q, q))
     return viewer
 
 

@@ -139,13 +139,15 @@ class CompareWidget(Container):
         layers = self.selected()
         limits = common_limits([placed(layer) for layer in layers],
                                (self.low.value, self.high.value))
+        side_by_side = self.mode.value == MODES[0]
         for layer in self.viewer.layers:
             if is_result_layer(layer):
                 layer.visible = layer in layers
+            elif layer.name == PROFILE_LAYER:  # a grid cell of its own
+                layer.visible = not side_by_side
         for layer, limit in zip(layers, limits):
             layer.contrast_limits = limit
-        side_by_side = self.mode.value == MODES[0]
-        self.viewer.grid.enabled = side_by_side
+        self.viewer.canvas.grid.enabled = side_by_side
         for layer in layers[1:]:
             layer.opacity = 1.0 if side_by_side else 0.5
         self.viewer.reset_view()
@@ -153,8 +155,10 @@ class CompareWidget(Container):
     # --- line profile ---------------------------------------------------
     def draw_line(self):
         """A Shapes line across the first chosen layer (edit it to move
-        the profile)."""
+        the profile); the view switches to overlay, to draw on."""
         image = placed(self.selected()[0])
+        self.mode.value = MODES[1]
+        self.show()
         low, high = image.extent
         middle = (low[0] + high[0]) / 2
         line = np.array([[middle, low[1]], [middle, high[1]]])
