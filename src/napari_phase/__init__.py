@@ -2,8 +2,19 @@
 
 from .compute.calibration import Calibration, CalibrationError
 from .compute.datacube import DataCube, DataCubeError
+from .compute.detectors import (
+    adf_mask,
+    annulus_mask,
+    bf_mask,
+    circle_mask,
+    ellipse_mask,
+    polygon_mask,
+    rectangle_mask,
+    virtual_images,
+)
 from .compute.dpc import DPCResult, dpc
 from .compute.parallax import ParallaxResult, parallax, parallax_steps
+from .compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import PtychoResult, ptychography, ptychography_iter
 from .compute.simulate import simulate
 from .io.emd import write_emd, write_emd_probe
@@ -34,4 +45,15 @@ __all__ = [
     'simulate',
     'write_emd',
     'write_emd_probe',
+    'ProbeFit',
+    'adf_mask',
+    'annulus_mask',
+    'bf_mask',
+    'circle_mask',
+    'ellipse_mask',
+    'fit_probe',
+    'polygon_mask',
+    'q_pixel_from_semiangle',
+    'rectangle_mask',
+    'virtual_images',
 ]
