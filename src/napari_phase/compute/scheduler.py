@@ -22,6 +22,8 @@ from contextlib import contextmanager
 
 #: The address that starts a LocalCluster on this machine.
 LOCAL = 'local'
+#: Seconds to wait for a remote scheduler to answer.
+CONNECT_TIMEOUT = 10.0
 
 
 class SchedulerError(OSError):
@@ -30,15 +32,16 @@ class SchedulerError(OSError):
 
 
 @contextmanager
-def use_scheduler(address: str | None = None, timeout: float = 10.0,
-                  **cluster_options):
+def use_scheduler(address: str | None = None,
+                  timeout: float | None = None, **cluster_options):
     """Compute dask arrays on the scheduler at ``address`` inside the block.
 
     ``address``: a dask.distributed scheduler (``'tcp://host:8786'``,
     ``'host:8786'``), ``'local'`` for a new LocalCluster on this machine
     (``cluster_options`` go to ``LocalCluster``, e.g. ``n_workers=2,
     processes=False``), or None for the local threaded scheduler.
-    ``timeout``: seconds to wait for a remote scheduler. Yields the
+    ``timeout``: seconds to wait for a remote scheduler (default
+    :data:`CONNECT_TIMEOUT`). Yields the
     ``distributed.Client`` (None for threads); a cluster started here is
     closed on exit. Raises :class:`SchedulerError` when dask.distributed
     is missing or the scheduler cannot be reached.
@@ -61,7 +64,7 @@ def use_scheduler(address: str | None = None, timeout: float = 10.0,
                 distributed.Client(cluster) as client:
             yield client
         return
-    with _connect(distributed, address, timeout) as client:
+    with _connect(distributed, address, timeout or CONNECT_TIMEOUT) as client:
         yield client
 
 
