@@ -1,0 +1,260 @@
+"""DPC widget: CoM → rotation and transpose → half-turn → phase.
+
+The mask is the whole detector, the mean pattern above a fraction of its
+maximum (the seed uses 0.8), the BF disk of the calibration, or a virtual
+detector drawn in the diffraction view. Rotation, transpose and the 180°
+choice are fitted or forced. It runs in a thread with progress.
+
+Layers out, in the main viewer (Å, scan frame, every parameter in
+``layer.metadata['napari_phase']['parameters']``): the phase (radians),
+the CoM x and y (mrad, scan frame) and the CoM field as arrows. The
+rotation-fit curve is drawn in the dock. The fitted rotation, transpose
+and half-turn go into THE datacube's calibration when "write rotation to
+calibration" is ticked (by default only when it has no rotation yet, so a
+rotation from parallax is not overwritten).
+"""
+
+from __future__ import annotations
+
+import math
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
+from ..compute.backend import to_numpy
+from ..compute.detectors import bf_mask
+from ..compute.dpc import DPCResult, dpc
+from ._common import (
+    Runner,
+    add_or_update,
+    datacube_of,
+    guarded,
+    is_datacube_layer,
+    real_space_layer,
+)
+
+PHASE, COM_X, COM_Y, FIELD = (
+    'DPC phase', 'DPC CoM x', 'DPC CoM y', 'DPC CoM field'
+)
+NO_MASK, THRESHOLD, BF = (
+    'whole detector', 'mean pattern > threshold', 'BF disk (calibration)'
+)
+DETECTOR = 'detector: '
+#: Arrows per scan axis, at most, in the CoM field layer.
+MAX_ARROWS = 24
+TRANSPOSE = {'fit': None, 'no': False, 'yes': True}
+HALF_TURN = {'auto (phase positivity)': None, 'as fitted': False,
+             'flip 180°': True}
+
+
+def drawn_detectors(viewer) -> dict:
+    """Virtual detector masks drawn in the diffraction view (name → mask),
+    empty when the virtual detector tool is not there."""
+    try:
+        from .virtual_detectors import detector_masks
+    except ImportError:
+        return {}
+    return detector_masks(viewer)
+
+
+class RotationPlot(FigureCanvasQTAgg):
+    """The rotation fit: non-gradient fraction of the rotated CoM versus
+    the rotation (one half-turn), both transposes."""
+
+    def __init__(self):
+        figure = Figure(figsize=(3.2, 2.0), tight_layout=True)
+        super().__init__(figure)
+        self.axes = figure.add_subplot()
+        self.axes.set_xlabel('rotation mod 180° (°)')
+        self.axes.set_ylabel('curl fraction')
+
+    def show_fit(self, result: DPCResult):
+        curve = result.rotation_curve
+        self.axes.clear()
+        self.axes.plot(curve.angles_deg, curve.curl, label='transpose no')
+        self.axes.plot(curve.angles_deg, curve.curl_transposed,
+                       label='transpose yes')
+        folded = (result.rotation_deg + 90.0) % 180.0 - 90.0
+        self.axes.axvline(folded, color='k', lw=0.8)
+        self.axes.set_xlabel('rotation mod 180° (°)')
+        self.axes.set_ylabel('curl fraction')
+        self.axes.legend(fontsize='x-small')
+        self.draw_idle()
+
+
+class DPCWidget(Container):
+    """Dockable differential phase contrast."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.viewer = viewer
+        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
+        self.mask = ComboBox(label='mask', choices=self._masks)
+        self.threshold = FloatSpinBox(label='threshold (× max)', value=0.8,
+                                      min=0.0, max=1.0, step=0.05)
+        self.fit_rotation = CheckBox(text='fit rotation', value=True)
+        self.rotation = FloatSpinBox(label='forced rotation (°)', min=-360,
+                                     max=360, step=0.5, enabled=False)
+        self.transpose = ComboBox(label='transpose', choices=list(TRANSPOSE))
+        self.half_turn = ComboBox(label='180° choice', choices=list(HALF_TURN))
+        self.descan = ComboBox(label='descan',
+                               choices=['plane', 'constant', 'none'])
+        self.write_calibration = CheckBox(
+            text='write rotation to calibration', value=True)
+        self.runner = Runner('Run DPC', 'DPC')
+        self.report = Label(value='')
+        self.report.native.setWordWrap(True)
+        super().__init__(widgets=[
+            self.cube_layer, self.mask, self.threshold, self.fit_rotation,
+            self.rotation, self.transpose, self.half_turn, self.descan,
+            self.write_calibration, self.runner, self.report,
+        ])
+        self.plot = RotationPlot()
+        self.native.layout().addWidget(self.plot)
+        self.result: DPCResult | None = None
+        self.fit_rotation.changed.connect(
+            lambda fit: setattr(self.rotation, 'enabled', not fit))
+        self.runner.run_button.changed.connect(
+            guarded(self.run, self.runner.status))
+        self.cube_layer.changed.connect(guarded(self.load, self.report))
+        for event in (viewer.layers.events.inserted,
+                      viewer.layers.events.removed):
+            event.connect(self.reset_choices)
+        self.load()
+
+    def _cubes(self, _=None):
+        return [(lay.name, lay) for lay in self.viewer.layers
+                if is_datacube_layer(lay)]
+
+    def _masks(self, _=None):
+        drawn = [DETECTOR + name for name in drawn_detectors(self.viewer)]
+        return [NO_MASK, THRESHOLD, BF, *drawn]
+
+    def load(self, *_):
+        """A new datacube: write the rotation by default only if its
+        calibration has none yet."""
+        layer = self.cube_layer.value
+        if layer is not None:
+            cal = datacube_of(layer).calibration
+            self.write_calibration.value = cal.rotation_deg is None
+
+    # -- running -------------------------------------------------------
+    def parameters(self) -> dict:
+        """The keyword arguments of :func:`dpc` chosen in the widget."""
+        return dict(
+            rotation_deg=None if self.fit_rotation.value
+            else self.rotation.value,
+            transpose=TRANSPOSE[self.transpose.value],
+            flip_half_turn=HALF_TURN[self.half_turn.value],
+            descan=self.descan.value,
+        )
+
+    def _mask_parameters(self) -> dict:
+        choice = self.mask.value
+        if choice == THRESHOLD:
+            return {'mask': 'threshold',
+                    'mask_threshold': self.threshold.value}
+        return {'mask': {NO_MASK: 'none', BF: 'bf'}.get(choice, choice)}
+
+    def _detector_mask(self, cube, choice, fraction, progress):
+        """The mask array for ``choice`` (None: the whole detector)."""
+        if choice == THRESHOLD:
+            mean = to_numpy(cube.mean_and_max_pattern(progress)[0])
+            return mean > fraction * mean.max()
+        if choice == BF:
+            return bf_mask(cube.calibration, cube.detector_shape)
+        if choice.startswith(DETECTOR):
+            name = choice[len(DETECTOR):]
+            masks = drawn_detectors(self.viewer)
+            if name not in masks:
+                raise ValueError(f'the virtual detector {name!r} is gone')
+            return masks[name]
+        return None
+
+    def run(self):
+        """Start DPC on the chosen datacube in a thread worker."""
+        layer = self.cube_layer.value
+        cube = datacube_of(layer)
+        choice, fraction = self.mask.value, self.threshold.value
+        kwargs = self.parameters()
+        self._params = {'method': 'dpc', 'layer': layer.name,
+                        **self._mask_parameters()}
+        runner = self.runner
+
+        def job():
+            yielded = runner.worker.yielded
+
+            def progress(fraction_done, start=0.0, span=1.0):
+                yielded.emit(start + span * fraction_done)
+
+            mask = self._detector_mask(
+                cube, choice, fraction, lambda f: progress(f, 0.0, 0.3))
+            result = dpc(cube, mask=mask,
+                         progress=lambda f: progress(f, 0.3, 0.7), **kwargs)
+            yield 1.0
+            return result
+
+        self.runner.start(job, lambda result: self.show_result(result, cube))
+
+    # -- results -------------------------------------------------------
+    def show_result(self, result: DPCResult, cube):
+        """Add/update the layers, the plot, the report and (if ticked) the
+        calibration of ``cube``."""
+        self.result = result
+        params = result.parameters | self._params | dict(
+            fitted_rotation_deg=result.rotation_deg,
+            fitted_transpose=result.transpose,
+            half_turn=result.half_turn,
+            contrast=result.contrast,
+            empty_patterns=result.empty_patterns,
+        )
+        step = result.pixel_size
+        add_or_update(self.viewer, real_space_layer(
+            result.phase, PHASE, step, params | {'unit': 'rad'},
+            colormap='gray'))
+        for name, component in ((COM_X, result.com[0]),
+                                (COM_Y, result.com[1])):
+            add_or_update(self.viewer, real_space_layer(
+                component, name, step, params | {'unit': 'mrad'},
+                colormap='PiYG'))
+        arrows, arrow_scale = com_arrows(result.com, step)
+        add_or_update(self.viewer, real_space_layer(
+            arrows, FIELD, 1.0, params | {'arrow_A_per_mrad': arrow_scale},
+            layer_type='vectors', edge_width=0.1 * step, edge_color='cyan',
+            length=1.0))
+        self.plot.show_fit(result)
+        if self.write_calibration.value:
+            cube.calibration.update(
+                rotation_deg=result.rotation_deg,
+                transpose=result.transpose,
+                half_turn=f'DPC: {result.half_turn}',
+            )
+        self.runner.describe(summary(result))
+        self.report.value = summary(result)
+
+
+def com_arrows(com: np.ndarray, step: float) -> tuple[np.ndarray, float]:
+    """Vectors-layer data (N, 2, 2) in Å for the CoM field ``com`` (2, Rx,
+    Ry) mrad: at most :data:`MAX_ARROWS` per axis, the longest arrow one
+    arrow spacing long. Returns the data and the Å-per-mrad scale."""
+    stride = max(1, math.ceil(max(com.shape[1:]) / MAX_ARROWS))
+    sub = com[:, ::stride, ::stride]
+    ix, iy = np.meshgrid(*(np.arange(n) * stride for n in sub.shape[1:]),
+                         indexing='ij')
+    positions = np.stack([ix.ravel(), iy.ravel()], axis=-1) * step
+    longest = float(np.hypot(sub[0], sub[1]).max())
+    scale = stride * step / longest if longest > 0 else 0.0
+    shifts = sub.reshape(2, -1).T * scale
+    return np.stack([positions, shifts], axis=1), scale
+
+
+def summary(result: DPCResult) -> str:
+    text = (f'rotation {result.rotation_deg:.2f}°, transpose '
+            f'{"yes" if result.transpose else "no"}; {result.half_turn}')
+    if result.contrast:
+        text += f'; {result.contrast}'
+    if result.empty_patterns:
+        text += f'; {result.empty_patterns} pattern(s) without counts'
+    return text + '.'
