@@ -110,15 +110,18 @@ def _arguments(argv):
 
 def py4dstem_python(base: str | None) -> Path:
     """py4DSTEM 0.14.18's interpreter, its environment made on first use
-    (``python -m venv`` + pip, under benchmarks/.build)."""
+    (``python -m venv`` + pip, under benchmarks/.build) and repaired if it
+    cannot import py4DSTEM's phase retrieval classes."""
     python = VENV / 'bin' / 'python'
     if not python.exists():
         base = base or shutil.which('python3.11') or shutil.which('python3')
         print(f'creating the py4DSTEM environment in {VENV} (once)')
         subprocess.run([base, '-m', 'venv', str(VENV)], check=True)
+    if subprocess.run([str(python), '-c', CHECK],
+                      capture_output=True).returncode:
         subprocess.run([str(python), '-m', 'pip', 'install', '--quiet',
                         *PY4DSTEM], check=True)
-    subprocess.run([str(python), '-c', CHECK], check=True)
+        subprocess.run([str(python), '-c', CHECK], check=True)
     return python
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+
 import numpy as np
 import scipy.fft
 
@@ -30,7 +31,8 @@ def _timed(function, repeats: int) -> list[float]:
 
 
 def read_floor(data: np.ndarray, repeats: int = 5) -> dict:
-    """Seconds (best of ``repeats``) and GB/s of one summing pass over ``data``."""
+    """Seconds (best of ``repeats``) and GB/s of one summing pass over
+    ``data``."""
     seconds = min(_timed(lambda: np.sum(data), repeats))
     return {'seconds': seconds, 'GB_per_s': data.nbytes / seconds / 1e9}
 
@@ -38,7 +40,8 @@ def read_floor(data: np.ndarray, repeats: int = 5) -> dict:
 def fft_floor(detector_shape, n_patterns: int, batch: int = 64,
               repeats: int = 5) -> dict:
     """Seconds per complex64 FFT of ``detector_shape`` (best of
-    ``repeats`` batches of ``batch``) and the resulting ptychography-iteration floor."""
+    ``repeats`` batches of ``batch``) and the resulting floor of one
+    ptychography iteration over ``n_patterns``."""
     rng = np.random.default_rng(0)
     stack = (rng.standard_normal((batch, *detector_shape))
              + 1j * rng.standard_normal((batch, *detector_shape))
