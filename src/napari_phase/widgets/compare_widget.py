@@ -20,6 +20,7 @@ from magicgui.widgets import (
     Label,
     PushButton,
     Select,
+    TextEdit,
 )
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -82,7 +83,9 @@ class CompareWidget(Container):
         self.overwrite = CheckBox(text='overwrite', value=False)
         self.export_button = PushButton(text='Export recipe')
         self.status = Label(value='')
-        self.numbers = Label(value='')
+        self.numbers = TextEdit(value='')
+        self.numbers.native.setReadOnly(True)
+        self.numbers.native.setMaximumHeight(80)
         super().__init__(widgets=[
             self.layers, self.mode, self.low, self.high, self.show_button,
             self.line_button, self.independent, self.numbers_button,
@@ -166,7 +169,7 @@ class CompareWidget(Container):
             self.viewer.layers.remove(PROFILE_LAYER)
         return self.viewer.add_shapes(
             [line], shape_type='line', name=PROFILE_LAYER, edge_color='yellow',
-            edge_width=max(image.scale), units=('angstrom', 'angstrom'),
+            edge_width=min(image.scale) / 2, units=('angstrom', 'angstrom'),
         )  # watched by _refresh
 
     def watch_line(self, layer):
