@@ -79,7 +79,9 @@ np.savez(a['out'], lazy=cube.is_lazy, images=images, com=com.com,
 
 def write_tiled(path, data, tiles) -> int:
     """``data`` tiled ``tiles`` times over the scan, chunks of one scan
-    row; returns the file's data size in bytes."""
+    row; returns the data size in bytes (benchmarks/lazy_throughput.py
+    writes its file the same way; tests cannot import benchmarks/ under
+    plain ``pytest``)."""
     rx, ry = data.shape[:2]
     row = np.tile(data, (1, tiles[1], 1, 1))
     shape = (rx * tiles[0], *row.shape[1:])
