@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_phase import Calibration, CalibrationError, DataCube, parallax, simulate
+from napari_phase import (
+    Calibration,
+    CalibrationError,
+    DataCube,
+    parallax,
+    simulate,
+)
 from napari_phase.compute.geometry import detector_to_scan, wrap_degrees
-from napari_phase.compute.parallax import _splat_bincount, _splat_strided
+from napari_phase.compute.kde import _splat_bincount, _splat_strided
 
 SMALL = dict(scan_shape=(32, 32), detector_shape=(96, 96), seed=1)
 
@@ -20,7 +26,12 @@ def _corr(a, b):
 
 @pytest.mark.parametrize(
     'C1, rotation, transpose',
-    [(400, -15, False), (-400, -15, True), (400, 168, True), (-400, 168, False)],
+    [
+        (400, -15, False),
+        (-400, -15, True),
+        (400, 168, True),
+        (-400, 168, False),
+    ],
 )
 def test_defocus_rotation_transpose_and_half_turn(C1, rotation, transpose):
     sim = simulate(C1=C1, rotation_deg=rotation, transpose=transpose, **SMALL)
@@ -31,22 +42,31 @@ def test_defocus_rotation_transpose_and_half_turn(C1, rotation, transpose):
     assert result.C1 == pytest.approx(C1, rel=0.05)
     assert 'positivity' in result.half_turn
     # The convention, numerically: shifts = C1·θ mapped to the scan frame.
-    expected = detector_to_scan(C1 * result.bf_mrad.T * 1e-3, rotation, transpose).T
+    expected = detector_to_scan(
+        C1 * result.bf_mrad.T * 1e-3, rotation, transpose
+    ).T
     error = result.shifts - expected
-    assert np.sqrt(np.mean(np.sum(error**2, axis=1))) < 0.2 * np.sqrt(np.mean(np.sum(expected**2, axis=1)))
+    assert np.sqrt(np.mean(np.sum(error**2, axis=1))) < 0.2 * np.sqrt(
+        np.mean(np.sum(expected**2, axis=1))
+    )
     assert np.array_equal(sim.datacube.data, before)  # input untouched
 
 
 def test_astigmatism_and_coma_measured_with_significance():
     aberrations = {'C12': 100.0, 'phi12': 30.0, 'C21': 2000.0, 'phi21': 60.0}
-    with_coma = parallax(simulate(aberrations=aberrations, **SMALL).datacube, upsample_factor=2)
+    with_coma = parallax(
+        simulate(aberrations=aberrations, **SMALL).datacube, upsample_factor=2
+    )
     assert abs(with_coma.aberrations['C12'] - 100) < 10
     assert abs(wrap_degrees(2 * (with_coma.aberrations['phi12'] - 30))) / 2 < 5
     assert with_coma.significant['C21']
     assert with_coma.aberrations['C21'] == pytest.approx(2000, rel=0.35)
     assert not with_coma.significant['C23']  # none simulated
 
-    no_coma = parallax(simulate(aberrations={'C12': 100.0, 'phi12': 30.0}, **SMALL).datacube, upsample_factor=2)
+    no_coma = parallax(
+        simulate(aberrations={'C12': 100.0, 'phi12': 30.0}, **SMALL).datacube,
+        upsample_factor=2,
+    )
     assert abs(no_coma.aberrations['C12'] - 100) < 10
     assert not no_coma.significant['C21']
     assert any('C21' in note for note in no_coma.warnings)
@@ -68,7 +88,10 @@ def test_upsampled_image_and_phase_against_truth(small_sim):
     bf = data[..., 34:62, 34:62].sum(axis=(2, 3)).astype(float)
     bf = ndimage.zoom(bf, 4, order=3)
     # Detail below ~4 Å is what upsampling adds: compare high-passed images.
-    ours = _corr(_high_pass(result.upsampled.astype(float), pixel), _high_pass(truth, pixel))
+    ours = _corr(
+        _high_pass(result.upsampled.astype(float), pixel),
+        _high_pass(truth, pixel),
+    )
     plain = _corr(_high_pass(bf, pixel), _high_pass(truth, pixel))
     assert ours > plain + 0.2
     # The CTF-corrected phase has the right sign in every frequency band,
@@ -86,7 +109,9 @@ def _band_corr(a, b, pixel, low, high):
     k = np.hypot(*np.meshgrid(*[np.fft.fftfreq(n, pixel)] * 2, indexing='ij'))
     band = (k > low) & (k <= high)
     cross = np.real(np.sum(fa[band] * np.conj(fb[band])))
-    return cross / np.sqrt(np.sum(np.abs(fa[band]) ** 2) * np.sum(np.abs(fb[band]) ** 2))
+    return cross / np.sqrt(
+        np.sum(np.abs(fa[band]) ** 2) * np.sum(np.abs(fb[band]) ** 2)
+    )
 
 
 def test_forced_defocus_sign_and_rotation(small_sim):
@@ -94,7 +119,12 @@ def test_forced_defocus_sign_and_rotation(small_sim):
     assert other.C1 == pytest.approx(-400, rel=0.05)
     assert abs(wrap_degrees(other.rotation_deg - 165)) < 1.0
     assert 'forced' in other.half_turn
-    forced = parallax(small_sim.datacube, rotation_deg=-15.0, transpose=False, upsample_factor=2)
+    forced = parallax(
+        small_sim.datacube,
+        rotation_deg=-15.0,
+        transpose=False,
+        upsample_factor=2,
+    )
     assert forced.rotation_deg == -15.0
     assert forced.C1 == pytest.approx(400, rel=0.05)
 
@@ -109,8 +139,14 @@ def test_in_focus_dataset_says_no_parallax():
 def test_bad_input_messages(small_sim):
     data = np.ones((8, 8, 16, 16), np.float32)
     data[..., 5, 5] = 100
-    cube = DataCube(data, Calibration(scan_step=1, q_pixel_mrad=1, energy=300e3), source='hot.h5')
-    with pytest.raises(ValueError, match='hot.h5.*selects only 1 bright-field'):
+    cube = DataCube(
+        data,
+        Calibration(scan_step=1, q_pixel_mrad=1, energy=300e3),
+        source='hot.h5',
+    )
+    with pytest.raises(
+        ValueError, match='hot.h5.*selects only 1 bright-field'
+    ):
         parallax(cube)
     with pytest.raises(CalibrationError, match='scan step'):
         parallax(DataCube(data))

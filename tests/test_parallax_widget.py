@@ -16,13 +16,25 @@ from napari_phase.widgets.parallax_widget import (
 )
 
 
-def test_parallax_widget_layers_and_calibration(make_napari_viewer, qtbot, small_sim):
+def test_parallax_widget_layers_and_calibration(
+    make_napari_viewer, qtbot, small_sim
+):
     viewer = make_napari_viewer()
     cube = small_sim.datacube
     step, dq = cube.calibration.scan_step, cube.calibration.q_pixel_mrad
-    cube.calibration.update(rotation_deg=None, transpose=None, C1=None, aberrations={}, half_turn=None)
-    viewer.add_image(cube.data.transpose(2, 3, 0, 1), scale=(dq, dq, step, step), name='cube',
-                     metadata={META: {'datacube': cube}})
+    cube.calibration.update(
+        rotation_deg=None,
+        transpose=None,
+        C1=None,
+        aberrations={},
+        half_turn=None,
+    )
+    viewer.add_image(
+        cube.data.transpose(2, 3, 0, 1),
+        scale=(dq, dq, step, step),
+        name='cube',
+        metadata={META: {'datacube': cube}},
+    )
     widget = ParallaxWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.upsample.value = 2
@@ -30,7 +42,11 @@ def test_parallax_widget_layers_and_calibration(make_napari_viewer, qtbot, small
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60000)
     assert widget.result is not None, widget.runner.status.value
 
-    for name, pixel in ((ALIGNED, step), (UPSAMPLED, step / 2), (PHASE, step / 2)):
+    for name, pixel in (
+        (ALIGNED, step),
+        (UPSAMPLED, step / 2),
+        (PHASE, step / 2),
+    ):
         layer = viewer.layers[name]
         assert isinstance(layer, Image)
         assert tuple(layer.scale) == pytest.approx((pixel, pixel))
@@ -39,11 +55,16 @@ def test_parallax_widget_layers_and_calibration(make_napari_viewer, qtbot, small
     arrows = diffraction_view(viewer).model.layers[SHIFTS]
     assert isinstance(arrows, Vectors)
     assert arrows.data.shape[1:] == (2, 2)
-    centre = np.array(cube.detector_shape) / 2 * dq  # beam near the detector centre
+    centre = (
+        np.array(cube.detector_shape) / 2 * dq
+    )  # beam near the detector centre
     assert np.abs(arrows.data[:, 0].mean(axis=0) - centre).max() < 2 * dq
 
     cal = cube.calibration  # THE calibration object, updated in place
-    assert abs(wrap_degrees(cal.rotation_deg - small_sim.truth['rotation_deg'])) < 1.0
+    assert (
+        abs(wrap_degrees(cal.rotation_deg - small_sim.truth['rotation_deg']))
+        < 1.0
+    )
     assert cal.transpose is False
     assert cal.C1 == pytest.approx(400, rel=0.05)
     assert 'parallax' in cal.half_turn

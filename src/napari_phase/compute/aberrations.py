@@ -5,7 +5,7 @@ conventions). The probe is ``Σ_k A(k)·exp(−iχ(k))·exp(2πi k·r)``; by
 stationary phase, the partial wave of direction ``k`` (detector frame)
 crosses the specimen at ``p_Q + g(k)`` with
 
-    g(k) = ∇_k χ(k) / 2π   (Å),   e.g. g = λ·C1·k = C1·θ for pure defocus,
+    g(k) = ∇_k χ(k) / 2π  (Å),  e.g. g = λ·C1·k = C1·θ for pure defocus,
 
 so the virtual image of bright-field pixel ``k`` is the specimen seen
 through a displaced position: ``I_k(p_R) = O_R(p_R + d_R)`` with
@@ -109,7 +109,9 @@ def affine_fit(theta, shifts, rotation_deg=None, transpose=None) -> AffineFit:
     else:
         P = rotation_matrix(rotation_deg).T @ M_q
         P = (P + P.T) / 2
-    return AffineFit(wrap_degrees(rotation_deg), transpose, float(np.trace(P) / 2), M)
+    return AffineFit(
+        wrap_degrees(rotation_deg), transpose, float(np.trace(P) / 2), M
+    )
 
 
 @dataclass
@@ -128,7 +130,8 @@ class AberrationFit:
     transpose: bool
 
     def predict(self, theta) -> np.ndarray:
-        """Fitted shifts (N, 2) Å, scan frame, at angles ``theta`` (N, 2) rad."""
+        """Fitted shifts (N, 2) Å, scan frame, at angles ``theta`` (N, 2)
+        rad."""
         basis, _ = gradient_basis(theta, self.orders)
         d_q = basis @ self.coefficients[:-2] + self.coefficients[-2:]
         return detector_to_scan(d_q.T, self.rotation_deg, self.transpose).T
@@ -159,11 +162,21 @@ def fit_aberrations(
     offset_r = detector_to_scan(offset_q, rotation_deg, transpose)
     values, errors, significant = _to_polar(coef, cov, names)
     return AberrationFit(
-        values, errors, significant, offset_r,
+        values,
+        errors,
+        significant,
+        offset_r,
         float(np.sqrt(residual @ residual / n)),
-        float(1 - residual @ residual / max(np.sum((d_q - d_q.mean(0)) ** 2), 1e-300)),
-        coef, list(orders),
-        rotation_deg, transpose,
+        float(
+            1
+            - residual
+            @ residual
+            / max(np.sum((d_q - d_q.mean(0)) ** 2), 1e-300)
+        ),
+        coef,
+        list(orders),
+        rotation_deg,
+        transpose,
     )
 
 
@@ -176,7 +189,10 @@ def _to_polar(coef, cov, names):
         n = int(key[2])
         ia = index[(key, 'a')]
         if not n:
-            values[key], errors[key] = float(coef[ia]), float(np.sqrt(cov[ia, ia]))
+            values[key], errors[key] = (
+                float(coef[ia]),
+                float(np.sqrt(cov[ia, ia])),
+            )
             significant[key] = abs(coef[ia]) > SIGNIFICANCE * errors[key]
             continue
         ib = index[(key, 'b')]
@@ -189,7 +205,9 @@ def _to_polar(coef, cov, names):
         values[key] = mag
         values[phi] = float(np.rad2deg(np.arctan2(ab[1], ab[0])) / n)
         errors[key] = float(np.sqrt(unit @ c @ unit))
-        errors[phi] = float(np.rad2deg(np.sqrt(normal @ c @ normal) / (mag or np.inf)) / n)
+        errors[phi] = float(
+            np.rad2deg(np.sqrt(normal @ c @ normal) / (mag or np.inf)) / n
+        )
         significant[key] = bool(ab @ np.linalg.pinv(c) @ ab > SIGNIFICANCE**2)
     return values, errors, significant
 
@@ -218,14 +236,20 @@ def even_odd(aberrations: dict) -> tuple[dict, dict]:
 
 
 def ctf_correct(
-    image, pixel_size, wavelength, aberrations, rotation_deg, transpose,
-    flip=True, info_limit=None,
+    image,
+    pixel_size,
+    wavelength,
+    aberrations,
+    rotation_deg,
+    transpose,
+    flip=True,
+    info_limit=None,
 ):
     """Phase (radians, a lower bound: the BF contrast is ``2φ|sin χ|``)
     from a tilt-corrected BF image (normalised to 1) of ``pixel_size`` Å
     in the scan frame.
 
-    ``FFT(image − mean)·sign(sin χ_even)·exp(−iχ_odd) / 2`` with DC = 0;
+    ``FFT(image − mean)·sign(sin χ_even)·exp(−iχ_odd) / 2``, DC = 0;
     ``flip=False`` skips the sign flip (no defocus to flip for);
     ``info_limit`` (Å⁻¹) damps by ``1/(1 + (k/k_info)^4)``. χ is
     evaluated at detector-frame frequencies ``scan_to_detector(k_R)``.
@@ -239,7 +263,9 @@ def ctf_correct(
     even, odd = even_odd(aberrations)
     transfer = xp.exp(-1j * chi(k_q[0], k_q[1], wavelength, odd, xp))
     if flip:
-        transfer = transfer * xp.sign(xp.sin(chi(k_q[0], k_q[1], wavelength, even, xp)))
+        transfer = transfer * xp.sign(
+            xp.sin(chi(k_q[0], k_q[1], wavelength, even, xp))
+        )
     if info_limit:
         transfer = transfer / (1 + (kx**2 + ky**2) ** 2 / info_limit**4)
     transfer[0, 0] = 0

@@ -44,6 +44,7 @@ from .aberrations import (
     fit_aberrations,
     half_turn,
 )
+from .alignment import align_bright_field, normalised_contrast, shifted_sum
 from .backend import (
     ProgressCallback,
     device_xp,
@@ -55,6 +56,7 @@ from .backend import (
 )
 from .datacube import DataCube
 from .halfturn import positive_phase_sign
+from .kde import kde_upsample
 
 #: Fewest BF pixels worth aligning.
 MIN_BF_PIXELS = 10
@@ -68,12 +70,6 @@ FIT_RADIUS = 0.8
 #: the parallax to count as measured (random shifts of an in-focus
 #: dataset give ~20 %, a defocused one > 95 %).
 MIN_EXPLAINED = 0.6
-
-#: Highest degree of the smooth polynomial of θ through the group shifts
-#: of the coarse levels. Group-constant shifts would leave steps that the
-#: finer groups straddle and never resolve; only the finest level's raw
-#: shifts are kept as measured.
-COARSE_DEGREE = 3
 
 
 @dataclass
@@ -137,7 +133,9 @@ def parallax(
     correction; ``upsample_factor`` None picks py4DSTEM's rule (rounded
     to an integer). ``progress`` receives fractions in [0, 1].
     """
-    parameters = {k: v for k, v in locals().items() if k not in ('cube', 'progress')}
+    parameters = {
+        k: v for k, v in locals().items() if k not in ('cube', 'progress')
+    }
     steps = parallax_steps(cube, **parameters)
     while True:
         try:
@@ -156,38 +154,63 @@ def parallax_steps(
     Stop iterating to cancel."""
     p = _checked_parameters(parameters)
     if not isinstance(cube, DataCube):
-        raise TypeError(f'parallax needs a DataCube, not {type(cube).__name__}')
+        raise TypeError(
+            f'parallax needs a DataCube, not {type(cube).__name__}'
+        )
     cal = cube.calibration
     cal.require('scan_step', 'q_pixel_mrad', 'energy', purpose='parallax')
     data = cube.data
     xp = xp_of(data) if is_cupy(data) else device_xp(p['device'])
     mean_pattern = to_numpy(cube.mean_and_max_pattern()[0])
     yield 0.05
-    bf_pixels, theta = _bright_field(mean_pattern, cal, p['threshold_intensity'], cube.source)
-    images = _bf_images(data, bf_pixels, p['edge_blend'], p['object_padding_px'], xp)
+    bf_pixels, theta = _bright_field(
+        mean_pattern, cal, p['threshold_intensity'], cube.source
+    )
+    images = _bf_images(
+        data, bf_pixels, p['edge_blend'], p['object_padding_px'], xp
+    )
     yield 0.15
 
     fft = fft_of(xp)
     inner = np.hypot(*theta.T) <= FIT_RADIUS * np.hypot(*theta.T).max()
-    spectra = fft.fft2(_contrast(images[xp.asarray(inner)]))
+    spectra = fft.fft2(normalised_contrast(images[xp.asarray(inner)]))
     centred = bf_pixels[inner] - np.median(bf_pixels[inner], axis=0)
-    measured, n_groups = yield from _alignment(spectra, theta[inner], centred, p)
+    pyramid = align_bright_field(
+        spectra,
+        theta[inner],
+        centred,
+        p['max_alignment_bin'],
+        p['min_alignment_bin'],
+        p['num_iter_at_min_bin'],
+        p['cross_correlation_upsample'],
+        p['regularize_shifts'],
+    )
+    measured, n_groups = yield from _rescaled(pyramid, 0.15, 0.6)
 
     step = cal.scan_step
     fit, model, notes = _fit(theta[inner], measured * step, n_groups, p)
     shifts = model(theta) / step  # the aperture-edge pixels follow the fit
     shifts[inner] = measured
     shifts -= fit.offset / step
-    aligned = fft.ifft2(_shifted_sum(fft.fft2(images), shifts)).real / len(shifts)
-    factor = p['upsample_factor'] or _default_upsample(theta, cal, mean_pattern.shape)
+    aligned = fft.ifft2(shifted_sum(fft.fft2(images), shifts)).real / len(
+        shifts
+    )
+    factor = p['upsample_factor'] or _default_upsample(
+        theta, cal, mean_pattern.shape
+    )
     upsampled = kde_upsample(images, shifts, factor, p['kde_sigma_px'])
     yield 0.9
 
     parallax_found = fit.rotation_deg is not None
     phase = ctf_correct(
-        upsampled, step / factor, cal.wavelength, fit.aberrations,
-        fit.rotation_deg or 0.0, bool(fit.transpose),
-        flip=parallax_found, info_limit=p['ctf_info_limit'],
+        upsampled,
+        step / factor,
+        cal.wavelength,
+        fit.aberrations,
+        fit.rotation_deg or 0.0,
+        bool(fit.transpose),
+        flip=parallax_found,
+        info_limit=p['ctf_info_limit'],
     )
     pad = [n // 2 for n in p['object_padding_px']]
     aligned, upsampled, phase = (
@@ -211,21 +234,48 @@ def parallax_steps(
         half_turn=text,
         half_turn_confidence=confidence,
         upsample_factor=factor,
-        pixel_size={'aligned': step, 'upsampled': step / factor, 'phase': step / factor},
-        origin={name: (0.0, 0.0) for name in ('aligned', 'upsampled', 'phase')},
+        pixel_size={
+            'aligned': step,
+            'upsampled': step / factor,
+            'phase': step / factor,
+        },
+        origin={
+            name: (0.0, 0.0) for name in ('aligned', 'upsampled', 'phase')
+        },
         parameters=p | {'upsample_factor': factor},
         warnings=notes,
     )
 
 
 _DEFAULTS = dict(
-    threshold_intensity=0.6, edge_blend=2.0, object_padding_px=(4, 4),
-    max_alignment_bin=64, min_alignment_bin=8, num_iter_at_min_bin=6,
-    cross_correlation_upsample=8, regularize_shifts=False,
-    upsample_factor=None, kde_sigma_px=0.125, fit_max_order=3,
-    defocus_sign=None, rotation_deg=None, transpose=None,
-    ctf_info_limit=None, device='cpu',
+    threshold_intensity=0.6,
+    edge_blend=2.0,
+    object_padding_px=(4, 4),
+    max_alignment_bin=64,
+    min_alignment_bin=8,
+    num_iter_at_min_bin=6,
+    cross_correlation_upsample=8,
+    regularize_shifts=False,
+    upsample_factor=None,
+    kde_sigma_px=0.125,
+    fit_max_order=3,
+    defocus_sign=None,
+    rotation_deg=None,
+    transpose=None,
+    ctf_info_limit=None,
+    device='cpu',
 )
+
+
+def _rescaled(steps, start, span):
+    """Re-yield a generator's fractions mapped onto [start, start + span];
+    return its value."""
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as done:
+            return done.value
+        yield start + span * fraction
 
 
 def _checked_parameters(parameters: dict) -> dict:
@@ -234,11 +284,22 @@ def _checked_parameters(parameters: dict) -> dict:
         raise TypeError(f'parallax got unknown parameter(s) {sorted(unknown)}')
     p = _DEFAULTS | parameters
     if p['defocus_sign'] not in (None, 1, -1):
-        raise ValueError(f"defocus_sign must be +1, -1 or None, not {p['defocus_sign']!r}")
+        raise ValueError(
+            f'defocus_sign must be +1, -1 or None, not {p["defocus_sign"]!r}'
+        )
     if not 0 < p['threshold_intensity'] < 1:
-        raise ValueError('threshold_intensity must be in (0, 1) (relative to the brightest pixel)')
-    if not p['max_alignment_bin'] >= p['min_alignment_bin'] >= 1 or p['num_iter_at_min_bin'] < 1:
-        raise ValueError('need max_alignment_bin ≥ min_alignment_bin ≥ 1 and num_iter_at_min_bin ≥ 1')
+        raise ValueError(
+            'threshold_intensity must be in (0, 1) (relative to the '
+            'brightest pixel)'
+        )
+    if (
+        not p['max_alignment_bin'] >= p['min_alignment_bin'] >= 1
+        or p['num_iter_at_min_bin'] < 1
+    ):
+        raise ValueError(
+            'need max_alignment_bin ≥ min_alignment_bin ≥ 1 and '
+            'num_iter_at_min_bin ≥ 1'
+        )
     if p['upsample_factor'] is not None and p['upsample_factor'] < 1:
         raise ValueError('upsample_factor must be ≥ 1')
     p['object_padding_px'] = tuple(int(n) for n in p['object_padding_px'])
@@ -256,7 +317,8 @@ def _bright_field(mean_pattern, cal, threshold, source):
     if len(bf_pixels) < MIN_BF_PIXELS:
         raise ValueError(
             f'{source}: threshold_intensity {threshold} selects only '
-            f'{len(bf_pixels)} bright-field pixel(s) (need ≥ {MIN_BF_PIXELS}); '
+            f'{len(bf_pixels)} bright-field pixel(s) '
+            f'(need ≥ {MIN_BF_PIXELS}); '
             'lower the threshold or check that the beam is on the detector.'
         )
     if cal.probe_center is not None:
@@ -272,7 +334,11 @@ def edge_window(shape, edge_blend: float, xp=np):
     ramps = []
     for n in shape:
         d = (1 - np.abs((2 * np.arange(n) + 1) / n - 1)) * n / 2
-        ramp = np.sin(np.pi / 2 * np.clip(d / edge_blend, 0, 1)) ** 2 if edge_blend > 0 else np.ones(n)
+        ramp = (
+            np.sin(np.pi / 2 * np.clip(d / edge_blend, 0, 1)) ** 2
+            if edge_blend > 0
+            else np.ones(n)
+        )
         ramps.append(ramp)
     return xp.asarray(np.outer(*ramps), dtype=np.float32)
 
@@ -291,212 +357,14 @@ def _bf_images(data, bf_pixels, edge_blend, padding, xp):
     window = edge_window((rx, ry), edge_blend, xp)
     means = (stack * window).sum(axis=(1, 2)) / window.sum()
     means = xp.maximum(means, 1e-6 * means.max())
-    images = xp.ones((len(bf_pixels), rx + padding[0], ry + padding[1]), np.float32)
+    images = xp.ones(
+        (len(bf_pixels), rx + padding[0], ry + padding[1]), np.float32
+    )
     x0, y0 = padding[0] // 2, padding[1] // 2
-    images[:, x0:x0 + rx, y0:y0 + ry] = 1 - window + window * stack / means[:, None, None]
+    images[:, x0 : x0 + rx, y0 : y0 + ry] = (
+        1 - window + window * stack / means[:, None, None]
+    )
     return images
-
-
-# --- alignment ---
-
-
-def _contrast(images):
-    """Alignment input: each image's contrast (image − 1) scaled to unit
-    standard deviation, so that every BF pixel weighs the same in its
-    group (high-contrast pixels at the aperture edge would dominate)."""
-    contrast = images - 1
-    spread = contrast.std(axis=(1, 2), keepdims=True)
-    return contrast / (spread + 1e-12)
-
-
-def _bin_levels(max_bin, min_bin, repeats):
-    """Bin sizes (px): halving from ``max_bin`` while above ``min_bin``,
-    then ``min_bin`` ``repeats`` times."""
-    levels = []
-    size = float(max_bin)
-    while size > min_bin:
-        levels.append(size)
-        size /= 2
-    return levels + [float(min_bin)] * repeats
-
-
-def _group_labels(centred_pixels, bin_px):
-    """Group index (0…G−1) of each BF pixel for bins of ``bin_px``.
-
-    Slivers at the disk edge (fewer than a quarter of the largest group's
-    pixels) join the nearest full group: alone, their few aperture-edge
-    pixels give no reliable correlation peak."""
-    cells = np.round(centred_pixels / bin_px).astype(int)
-    keys, labels, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
-    labels = labels.ravel()
-    full = counts >= counts.max() / 4
-    distance = ((keys[:, None] - keys[full][None]) ** 2).sum(axis=2)
-    nearest = np.flatnonzero(full)[distance.argmin(axis=1)]
-    return np.unique(nearest[labels], return_inverse=True)[1]
-
-
-def _ramps(shifts, shape, xp):
-    """Separable Fourier phase ramps that move images by ``shifts`` (N, 2)
-    px towards +index: (N, X) and (N, Y) complex64."""
-    fx, fy = (xp.asarray(np.fft.fftfreq(n)) for n in shape)
-    s = xp.asarray(shifts)
-    ex = xp.exp(-2j * np.pi * s[:, :1] * fx[None]).astype(np.complex64)
-    ey = xp.exp(-2j * np.pi * s[:, 1:] * fy[None]).astype(np.complex64)
-    return ex, ey
-
-
-def _shifted_sum(spectra, shifts):
-    """Σ_b FFT(image_b shifted by shifts_b), (X, Y)."""
-    xp = xp_of(spectra)
-    ex, ey = _ramps(shifts, spectra.shape[1:], xp)
-    return xp.einsum('bx,bxy,by->xy', ex, spectra, ey)
-
-
-def _alignment(spectra, theta, centred, p):
-    """Generator: the bin pyramid (yields progress), returns the shifts
-    (N, 2) px and the number of groups of the finest level."""
-    levels = _bin_levels(p['max_alignment_bin'], p['min_alignment_bin'], p['num_iter_at_min_bin'])
-    regularizer = _regularizer(theta, p['regularize_shifts'])
-    shifts = np.zeros((len(theta), 2))
-    cache = None  # finest level: group spectra and the group shifts since
-    for i, bin_px in enumerate(levels):
-        labels = _group_labels(centred, bin_px)
-        if cache is None:
-            cache = (_group_spectra(spectra, shifts, labels), np.zeros((labels.max() + 1, 2)))
-        base, moved = cache
-        ex, ey = _ramps(moved, spectra.shape[1:], xp_of(spectra))
-        delta = _align_groups(base * ex[:, :, None] * ey[:, None, :], centred, labels, bin_px, p['cross_correlation_upsample'])
-        shifts += delta[labels]
-        if bin_px > p['min_alignment_bin']:
-            shifts = _smooth(theta, shifts, labels)
-            cache = None
-        elif regularizer is not None:
-            shifts = regularizer @ shifts
-            cache = None
-        else:
-            cache = (base, moved + delta - shifts.mean(axis=0))
-        shifts -= shifts.mean(axis=0)
-        yield 0.15 + 0.6 * (i + 1) / len(levels)
-    return shifts, labels.max() + 1
-
-
-def _group_spectra(spectra, shifts, labels):
-    """(G, X, Y): Σ over each group of the images' spectra, each moved by
-    its shift (one vectorised pass over the stack)."""
-    xp = xp_of(spectra)
-    order = np.argsort(labels, kind='stable')
-    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
-    ex, ey = _ramps(shifts[order], spectra.shape[1:], xp)
-    shifted = spectra[xp.asarray(order)]
-    shifted *= ex[:, :, None]
-    shifted *= ey[:, None, :]
-    return xp.add.reduceat(shifted, xp.asarray(starts), axis=0)
-
-
-def _align_groups(groups, centred, labels, bin_px, upsample):
-    """Shift update (G, 2) px of each group's image (spectra ``groups``).
-    Ring by ring from the centre outward, the groups of a ring are
-    cross-correlated together (vectorised) against the running sum of the
-    rings already aligned: a reference that stays sharp even when the
-    current shifts are far off."""
-    xp = xp_of(groups)
-    delta = np.zeros((len(groups), 2))
-    if len(groups) == 1:
-        return delta
-    counts = np.bincount(labels)
-    centres = np.stack([np.bincount(labels, c) for c in centred.T], axis=1) / counts[:, None]
-    rings = np.round(np.hypot(*centres.T) / bin_px).astype(int)
-    first, *others = np.unique(rings)
-    reference = groups[xp.asarray(np.flatnonzero(rings == first))].sum(axis=0)
-    for ring in others:
-        members = np.flatnonzero(rings == ring)
-        batch = groups[xp.asarray(members)]
-        delta[members] = correlation_peaks(reference[None] * xp.conj(batch), upsample)
-        ex, ey = _ramps(delta[members], groups.shape[1:], xp)
-        reference += (batch * ex[:, :, None] * ey[:, None, :]).sum(axis=0)
-    return delta
-
-
-def _parabola(minus, centre, plus):
-    """Vertex offset of a parabola through three equally spaced values."""
-    curvature = minus - 2 * centre + plus
-    safe = np.where(curvature < 0, curvature, -1.0)
-    return np.where(curvature < 0, np.clip((minus - plus) / (2 * safe), -0.5, 0.5), 0.0)
-
-
-def correlation_peaks(cross_spectra, upsample: int = 8) -> np.ndarray:
-    """Sub-pixel peak (G, 2) px of the cross-correlations whose spectra
-    are ``cross_spectra`` (G, X, Y) = FFT(ref)·conj(FFT(img)); moving
-    ``img`` by the peak aligns it with ``ref``. Integer peak, parabolic
-    refinement, then DFT upsampling by ``upsample`` around it."""
-    xp = xp_of(cross_spectra)
-    cc = to_numpy(fft_of(xp).ifft2(cross_spectra).real)
-    g, nx, ny = cc.shape
-    ix, iy = np.unravel_index(cc.reshape(g, -1).argmax(axis=1), (nx, ny))
-    rows = np.arange(g)
-    dx = _parabola(cc[rows, (ix - 1) % nx, iy], cc[rows, ix, iy], cc[rows, (ix + 1) % nx, iy])
-    dy = _parabola(cc[rows, ix, (iy - 1) % ny], cc[rows, ix, iy], cc[rows, ix, (iy + 1) % ny])
-    peak = np.stack([ix + dx, iy + dy], axis=1)
-    peak = (peak + np.array([nx, ny]) / 2) % np.array([nx, ny]) - np.array([nx, ny]) / 2
-    if upsample > 1:
-        peak = _dft_refine(cross_spectra, peak, upsample)
-    return peak
-
-
-def _dft_refine(cross_spectra, peak, upsample):
-    """Evaluate the correlations on a (1.5 px)² grid of pitch 1/upsample
-    around ``peak`` by matrix-multiply DFTs; refined peak (G, 2) px."""
-    xp = xp_of(cross_spectra)
-    g, nx, ny = cross_spectra.shape
-    n = int(math.ceil(1.5 * upsample)) | 1
-    offsets = (np.arange(n) - n // 2) / upsample
-    grid = np.round(peak * upsample)[:, :, None] / upsample + offsets  # (G, 2, n)
-    kernels = [
-        xp.asarray(np.exp(2j * np.pi * grid[:, k, :, None] * np.fft.fftfreq(size)))
-        for k, size in ((0, nx), (1, ny))
-    ]
-    cross = cross_spectra.astype(np.complex128)
-    up = to_numpy((kernels[0] @ cross @ xp.swapaxes(kernels[1], 1, 2)).real)  # (G, n, n)
-    a, b = np.unravel_index(up.reshape(g, -1).argmax(axis=1), (n, n))
-    rows = np.arange(g)
-    inner_a, inner_b = np.clip(a, 1, n - 2), np.clip(b, 1, n - 2)
-    da = np.where(a == inner_a, _parabola(up[rows, inner_a - 1, b], up[rows, a, b], up[rows, inner_a + 1, b]), 0.0)
-    db = np.where(b == inner_b, _parabola(up[rows, a, inner_b - 1], up[rows, a, b], up[rows, a, inner_b + 1]), 0.0)
-    return np.stack([grid[rows, 0, a] + da / upsample, grid[rows, 1, b] + db / upsample], axis=1)
-
-
-def _monomials(u, degree):
-    """Columns u_x^i·u_y^j, i + j ≤ degree."""
-    return np.column_stack([
-        u[:, 0] ** i * u[:, 1] ** j
-        for i in range(degree + 1) for j in range(degree + 1 - i)
-    ])
-
-
-def _smooth(theta, shifts, labels):
-    """Per-pixel shifts from a least-squares polynomial of θ through the
-    group means (weighted by group size), of the highest degree ≤
-    COARSE_DEGREE with at most half as many terms as groups."""
-    counts = np.bincount(labels)
-    degree = 0
-    while degree < COARSE_DEGREE and (degree + 2) * (degree + 3) / 2 <= max(3, len(counts) / 2):
-        degree += 1
-    u = theta / np.abs(theta).max()
-    means = [np.stack([np.bincount(labels, a[:, k]) for k in (0, 1)], 1) / counts[:, None] for a in (u, shifts)]
-    weight = np.sqrt(counts)[:, None]
-    coef, *_ = np.linalg.lstsq(_monomials(means[0], degree) * weight, means[1] * weight, rcond=None)
-    return _monomials(u, degree) @ coef
-
-
-def _regularizer(theta, order):
-    """Projector (N, N) onto polynomials of θ of degree ``order`` (True:
-    2), or None. Degree 2 spans the shifts of C1, astigmatism, coma and
-    trefoil in any rotation."""
-    if order is False or order is None:
-        return None
-    degree = 2 if order is True else int(order)
-    basis = _monomials(theta / np.abs(theta).max(), degree)
-    return basis @ np.linalg.pinv(basis)
 
 
 # --- aberration fit and half-turn -------------------------------------------
@@ -517,15 +385,20 @@ def _fit(theta, shifts, n_groups, p):
     anything the user should know (no parallax, insignificant terms)."""
     affine = affine_fit(theta, shifts, p['rotation_deg'], p['transpose'])
     orders = aberration_orders(p['fit_max_order'])
-    fit = fit_aberrations(theta, shifts, affine.rotation_deg, affine.transpose, orders, n_groups)
+    fit = fit_aberrations(
+        theta, shifts, affine.rotation_deg, affine.transpose, orders, n_groups
+    )
     notes = []
-    found = fit.explained >= MIN_EXPLAINED and any(fit.significant.get(k) for k in ('C10', 'C12'))
+    found = fit.explained >= MIN_EXPLAINED and any(
+        fit.significant.get(k) for k in ('C10', 'C12')
+    )
     forced = p['rotation_deg'] is not None
     if not found:
         notes.append(
             'No parallax: the shifts are below the noise '
-            f"(C1 = {fit.aberrations['C10']:.0f} ± {fit.uncertainties['C10']:.0f} Å; "
-            f'the aberration fit explains {fit.explained:.0%} of their variance), '
+            f'(C1 = {fit.aberrations["C10"]:.0f} ± '
+            f'{fit.uncertainties["C10"]:.0f} Å; the aberration fit explains '
+            f'{fit.explained:.0%} of their variance), '
             'so the dataset looks in focus. Rotation and transpose cannot be '
             'measured; no CTF sign flip was applied.'
         )
@@ -533,12 +406,27 @@ def _fit(theta, shifts, n_groups, p):
     if found and weak:
         notes.append(
             'Not significant (within the noise of the shifts): '
-            + ', '.join(f"{k} = {fit.aberrations[k]:.0f} ± {fit.uncertainties[k]:.0f} Å" for k in weak)
+            + ', '.join(
+                f'{k} = {fit.aberrations[k]:.0f} ± '
+                f'{fit.uncertainties[k]:.0f} Å'
+                for k in weak
+            )
         )
     rotation = affine.rotation_deg if (found or forced) else None
-    transpose = affine.transpose if (found or p['transpose'] is not None) else None
-    significant = fit.significant if found else dict.fromkeys(fit.significant, False)
-    result = _Fit(rotation, transpose, fit.aberrations, fit.uncertainties, significant, fit.offset)
+    transpose = (
+        affine.transpose if (found or p['transpose'] is not None) else None
+    )
+    significant = (
+        fit.significant if found else dict.fromkeys(fit.significant, False)
+    )
+    result = _Fit(
+        rotation,
+        transpose,
+        fit.aberrations,
+        fit.uncertainties,
+        significant,
+        fit.offset,
+    )
     return result, fit.predict, notes
 
 
@@ -548,24 +436,31 @@ def _resolve_half_turn(fit: _Fit, phase, p, factor):
     if fit.rotation_deg is None:
         return fit, phase, 'no parallax: half-turn undetermined', 0.0
     if p['rotation_deg'] is not None:
-        return fit, phase, f"rotation forced to {p['rotation_deg']:g}°", 1.0
+        return fit, phase, f'rotation forced to {p["rotation_deg"]:g}°', 1.0
     if p['defocus_sign'] is not None:
         flip = np.sign(fit.aberrations['C10']) != p['defocus_sign']
-        text, confidence = f"defocus sign forced: C1 {'>' if p['defocus_sign'] > 0 else '<'} 0", 1.0
+        text, confidence = (
+            'defocus sign forced: C1 '
+            + ('> 0' if p['defocus_sign'] > 0 else '< 0'),
+            1.0,
+        )
     else:
         margin = int(math.ceil(p['edge_blend'] * factor))
         interior = np.zeros(phase.shape, bool)
-        interior[margin:phase.shape[0] - margin, margin:phase.shape[1] - margin] = True
+        interior[
+            margin : phase.shape[0] - margin, margin : phase.shape[1] - margin
+        ] = True
         sign, confidence, text = positive_phase_sign(phase, interior)
         flip = sign < 0
     if flip:
-        fit.rotation_deg = fit.rotation_deg + 180.0 if fit.rotation_deg <= 0 else fit.rotation_deg - 180.0
+        fit.rotation_deg = (
+            fit.rotation_deg + 180.0
+            if fit.rotation_deg <= 0
+            else fit.rotation_deg - 180.0
+        )
         fit.aberrations = half_turn(fit.aberrations)
         phase = -phase
     return fit, phase, text, confidence
-
-
-# --- upsampling ---------------------------------------------------------------
 
 
 def _default_upsample(theta, cal, detector_shape):
@@ -582,80 +477,11 @@ def _default_upsample(theta, cal, detector_shape):
     return float(max(1, round(factor)))
 
 
-def kde_upsample(images, shifts, factor: float, sigma_px: float = 0.125):
-    """Kernel-density upsampling: every sample of image b (X, Y) lands at
-    ((x, y) + shifts_b)·factor on a periodic grid ``factor`` times finer,
-    split bilinearly; values V and weights W are Gaussian-smoothed (σ =
-    ``sigma_px`` scan pixels) and V/W returned (1 where W ≈ 0)."""
-    xp = xp_of(images)
-    if float(factor).is_integer():
-        values, weights = _splat_strided(images, shifts, int(factor))
-    else:
-        values, weights = _splat_bincount(images, shifts, factor)
-    fft = fft_of(xp)
-    kx, ky = (xp.asarray(np.fft.fftfreq(n))[:, None] for n in values.shape)
-    gauss = xp.exp(-2 * (np.pi * sigma_px * factor) ** 2 * (kx**2 + ky.T**2))
-    values, weights = (fft.ifft2(fft.fft2(a) * gauss).real for a in (values, weights))
-    ok = weights > 1e-3
-    return xp.where(ok, values / xp.where(ok, weights, 1.0), 1.0).astype(np.float32)
-
-
-def _splat_strided(images, shifts, factor):
-    """Bilinear splat for an integer factor: images sharing a shift are
-    summed, then each sum lands with 4 strided slice-adds (every sample of
-    an image has the same fractional offset), folded periodically."""
-    xp = xp_of(images)
-    n, nx, ny = images.shape
-    position = shifts * factor
-    whole = np.floor(position).astype(int)
-    frac = position - whole
-    keys, first, labels = np.unique(np.column_stack([whole, frac]), axis=0, return_index=True, return_inverse=True)
-    labels = labels.ravel()
-    order = np.argsort(labels, kind='stable')
-    starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
-    sums = xp.add.reduceat(images[xp.asarray(order)], xp.asarray(starts), axis=0)
-    counts = np.diff(np.r_[starts, n])
-    margin = int(np.abs(whole).max()) // factor + 2
-    tiles = [-(-(size + 2 * margin) // size) for size in (nx, ny)]
-    big_v = xp.zeros((tiles[0] * nx * factor, tiles[1] * ny * factor), np.float32)
-    big_w = xp.zeros_like(big_v)
-    base = margin * factor
-    for k, (i0, j0) in enumerate(whole[first]):
-        fx, fy = frac[first[k]]
-        for di, wx in ((0, 1 - fx), (1, fx)):
-            for dj, wy in ((0, 1 - fy), (1, fy)):
-                a, b = base + i0 + di, base + j0 + dj
-                target = (slice(a, a + nx * factor, factor), slice(b, b + ny * factor, factor))
-                big_v[target] += (wx * wy) * sums[k]
-                big_w[target] += wx * wy * counts[k]
-    fold = [(tiles[0], nx * factor, tiles[1], ny * factor), (0, 2)]
-    values, weights = (xp.roll(a.reshape(fold[0]).sum(axis=fold[1]), (-base, -base), axis=(0, 1)) for a in (big_v, big_w))
-    return values, weights
-
-
-def _splat_bincount(images, shifts, factor):
-    """Bilinear splat for a non-integer factor (scatter with bincount)."""
-    xp = xp_of(images)
-    n, nx, ny = images.shape
-    mx, my = int(round(nx * factor)), int(round(ny * factor))
-    gx = (xp.arange(nx)[None, :, None] + xp.asarray(shifts[:, :1, None])) * factor
-    gy = (xp.arange(ny)[None, None, :] + xp.asarray(shifts[:, 1:2, None])) * factor
-    x0, y0 = xp.floor(gx), xp.floor(gy)
-    fx, fy = gx - x0, gy - y0
-    values = xp.zeros(mx * my)
-    weights = xp.zeros(mx * my)
-    for di, wx in ((0, 1 - fx), (1, fx)):
-        for dj, wy in ((0, 1 - fy), (1, fy)):
-            index = (((x0 + di) % mx).astype(int) * my + ((y0 + dj) % my).astype(int))
-            w = xp.broadcast_to(wx * wy, images.shape).ravel()
-            index = xp.broadcast_to(index, images.shape).ravel()
-            values += xp.bincount(index, w * images.ravel(), minlength=mx * my)
-            weights += xp.bincount(index, w, minlength=mx * my)
-    return values.reshape(mx, my), weights.reshape(mx, my)
+# --- output ---------------------------------------------------------------
 
 
 def _crop(image, pad, scan_shape, factor):
     """The scanned field of view of a padded image (``factor`` times finer)."""
     x0, y0 = (int(round(p * factor)) for p in pad)
     nx, ny = (int(round(n * factor)) for n in scan_shape)
-    return image[x0:x0 + nx, y0:y0 + ny]
+    return image[x0 : x0 + nx, y0 : y0 + ny]
