@@ -138,6 +138,8 @@ def test_forced_rotation_and_half_turn():
     np.testing.assert_allclose(flipped.phase, -fitted.phase, atol=1e-9)
     auto = dpc(sim.datacube, transpose=False)
     assert angle_error(auto, sim.truth) < 0.5
+    assert auto.parameters['transpose'] is False
+    assert fitted.parameters['transpose'] is None  # the input, not the fit
 
 
 def test_com_units_and_result_fields():
@@ -230,5 +232,7 @@ def test_bad_input_messages():
         dpc(cube, transpose='yes')
     with pytest.raises(TypeError):
         dpc(cube, rotation=10.0)  # unknown keyword
+    with pytest.raises(ValueError, match='padding_factor'):
+        dpc(cube, padding_factor=0.5)
     with pytest.raises(ValueError, match='too small'):
         dpc(DataCube(np.ones((2, 8, 8, 8), np.float32), cube.calibration))

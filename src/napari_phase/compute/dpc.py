@@ -104,8 +104,11 @@ def dpc(
     cal = cube.calibration
     cal.require('scan_step', 'q_pixel_mrad', 'energy', purpose='DPC')
     _check_forced(rotation_deg, transpose, flip_half_turn)
-    if not padding_factor >= 1:
-        raise ValueError(f'padding_factor must be ≥ 1, got {padding_factor}')
+    if not (padding_factor >= 1 and step_size > 0 and max_iter >= 0):
+        raise ValueError(
+            'DPC needs padding_factor ≥ 1, step_size > 0 and max_iter ≥ 0; '
+            f'got {padding_factor}, {step_size} and {max_iter}'
+        )
     report = progress or (lambda fraction: None)
     masks = [None] if mask is None else [None, mask]
     coms = centers_of_mass(
@@ -115,12 +118,12 @@ def dpc(
     full, shown = coms[0].shift * to_inv_A, coms[-1].shift * to_inv_A
 
     curve = rotation_curve(shown)
-    fitted, transpose = best_rotation(shown, rotation_deg, transpose)
+    fitted, swap = best_rotation(shown, rotation_deg, transpose)
     integrate = _integrator(
         cal.scan_step, padding_factor, max_iter, step_size, tolerance
     )
     full_phase, iterations, error = integrate(
-        detector_to_scan(full, fitted, transpose)
+        detector_to_scan(full, fitted, swap)
     )
     report(0.9)
     rotation, sign, text, confidence = _half_turn(
@@ -128,7 +131,7 @@ def dpc(
     )
     full_phase = sign * full_phase
 
-    com = detector_to_scan(shown, rotation, transpose)
+    com = detector_to_scan(shown, rotation, swap)
     if mask is None:
         phase, mask_sign, contrast = full_phase, 1, ''
     else:
@@ -140,7 +143,7 @@ def dpc(
         phase=phase - np.median(phase),
         com=com / to_inv_A * cal.q_pixel_mrad,
         rotation_deg=rotation,
-        transpose=transpose,
+        transpose=swap,
         rotation_curve=curve,
         half_turn=text,
         half_turn_confidence=confidence,
