@@ -97,12 +97,13 @@ def _phase(obj):
 class PtychoStep:
     """What the iterator yields after each iteration: ``iteration`` (count
     done), ``error``, the current cropped ``phase`` (computed on first
-    access) and :meth:`result`, a snapshot. Unpacks as
+    access; pixel ``pixel_size`` Å) and :meth:`result`, a snapshot. Unpacks as
     ``(iteration, error, phase)``."""
 
     def __init__(self, run: _Run):
         self.iteration = len(run.errors)
         self.error = run.errors[-1]
+        self.pixel_size = run.pixel_size
         self._run = run
 
     @cached_property
