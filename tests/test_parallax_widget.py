@@ -77,3 +77,20 @@ def test_parallax_widget_shows_bad_input(make_napari_viewer, qtbot):
     widget = ParallaxWidget(viewer)
     widget.runner.run_button.changed.emit(True)  # no datacube layer: a message
     assert 'datacube' in widget.runner.status.value
+
+
+def test_parallax_widget_cancel(make_napari_viewer, qtbot, small_sim):
+    viewer = make_napari_viewer()
+    cube = small_sim.datacube
+    viewer.add_image(
+        cube.data.transpose(2, 3, 0, 1),
+        name='cube',
+        metadata={META: {'datacube': cube}},
+    )
+    widget = ParallaxWidget(viewer)
+    widget.run()
+    widget.runner.cancel()
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60000)
+    assert widget.result is None
+    assert widget.runner.status.value == 'Cancelled.'
+    assert UPSAMPLED not in viewer.layers
