@@ -9,7 +9,7 @@ a block of code::
         result = dpc(cube)
     with use_scheduler('local'):                  # a LocalCluster here
         ...
-    with use_scheduler(None):                     # the local threaded scheduler
+    with use_scheduler(None):                     # local threads
         ...
 
 dask.distributed is imported only when an address is given (it is the
