@@ -16,6 +16,7 @@ from .compute.dpc import DPCResult, dpc
 from .compute.parallax import ParallaxResult, parallax, parallax_steps
 from .compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import PtychoResult, ptychography, ptychography_iter
+from .compute.scheduler import SchedulerError, use_scheduler
 from .compute.simulate import simulate
 from .io.emd import write_emd, write_emd_probe
 from .io.read import ReadError, read_datacube, read_probe
@@ -56,4 +57,6 @@ __all__ = [
     'q_pixel_from_semiangle',
     'rectangle_mask',
     'virtual_images',
+    'SchedulerError',
+    'use_scheduler',
 ]
