@@ -109,6 +109,9 @@ def test_virtual_images_match_numpy(cube_and_masks, lazy):
     expected = np.einsum('ijkl,nkl->nij', cube.data.astype(np.float64),
                          masks.astype(np.float64))
     np.testing.assert_allclose(got, expected, rtol=2e-6)
+    for mask, image in zip(masks, expected, strict=True):  # cropped reads
+        np.testing.assert_allclose(virtual_images(data, [mask])[0], image,
+                                   rtol=2e-6)
 
 
 def test_virtual_images_of_a_cube_and_progress(cube_and_masks):
