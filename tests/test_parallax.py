@@ -134,6 +134,7 @@ def test_in_focus_dataset_says_no_parallax():
     assert result.rotation_deg is None and result.transpose is None
     assert not result.significant['C10']
     assert any('No parallax' in note for note in result.warnings)
+    assert not result.shifts.any()  # in focus: the images are aligned
 
 
 def test_bad_input_messages(small_sim):

@@ -7,7 +7,10 @@ Steps (ALGORITHMS.md §1.4, without its linear projection of the shifts):
    (detector frame, radians) relative to the beam centre.
 2. One virtual image per BF pixel, normalised to mean 1, blended to 1 over
    ``edge_blend`` scan pixels at the scan edges, padded with 1.
-3. Alignment: groups of BF pixels (bins of ``max_alignment_bin`` px down
+3. Alignment (``compute/alignment.py``) of the inner 80 % of the disk
+   (pixels at the aperture edge see scattered beams on one side only and
+   their images are not pure parallax images; they take the fitted
+   shifts): groups of BF pixels (bins of ``max_alignment_bin`` px down
    to ``min_alignment_bin``, the last repeated ``num_iter_at_min_bin``
    times); the groups' mean shifted images (one vectorised pass) are
    cross-correlated from the centre outward against the running sum of
@@ -18,8 +21,10 @@ Steps (ALGORITHMS.md §1.4, without its linear projection of the shifts):
 4. Aberration fit (``compute/aberrations.py``): affine pass for rotation,
    transpose and C1; gradient-basis least squares for C1, astigmatism,
    coma, trefoil with standard errors. The shifts' common offset is
-   removed so that the images register with the scan positions.
-5. Kernel-density upsampling (bilinear splat, Gaussian smoothing, V/W).
+   removed so that the images register with the scan positions. When
+   the fit explains too little of the shifts (an in-focus dataset), the
+   result says so, rotation and transpose are None and the shifts 0.
+5. Kernel-density upsampling (``compute/kde.py``).
 6. CTF correction of the upsampled image; the half-turn (θ, C1) ≡
    (θ + 180°, −C1) is resolved by ``defocus_sign`` or by the shared
    positivity criterion on the corrected phase.
@@ -189,9 +194,12 @@ def parallax_steps(
 
     step = cal.scan_step
     fit, model, notes = _fit(theta[inner], measured * step, n_groups, p)
-    shifts = model(theta) / step  # the aperture-edge pixels follow the fit
-    shifts[inner] = measured
-    shifts -= fit.offset / step
+    if fit.rotation_deg is None:  # no parallax: the images are aligned
+        shifts = np.zeros_like(theta)
+    else:  # the aperture-edge pixels follow the fit
+        shifts = model(theta) / step
+        shifts[inner] = measured
+        shifts -= fit.offset / step
     aligned = fft.ifft2(shifted_sum(fft.fft2(images), shifts)).real / len(
         shifts
     )
