@@ -53,7 +53,7 @@ class DPCResult:
     """What :func:`dpc` found; every array is numpy, in the scan frame."""
 
     phase: np.ndarray  # (Rx, Ry) radians, median 0, physical sign
-    com: np.ndarray  # (2, Rx, Ry) mrad, (masked) CoM after rotation
+    com: np.ndarray  # (2, Rx, Ry) mrad, (masked) CoM rotated by θ
     rotation_deg: float  # geometric θ: c_R = R(θ)·swap?(c_Q)
     transpose: bool
     rotation_curve: RotationCurve
@@ -315,8 +315,9 @@ def _half_turn(full_phase, fitted, forced_rotation, flip):
     flip_sign = -1 if flip else 1
     agrees = 'agrees' if sign == flip_sign else 'DISAGREES'
     what = 'rotation' if flip is None else 'half-turn'
-    text = (f'{what} forced by the user; full-detector DPC {criterion}: '
-            f'it {agrees}')
+    text = (f'{what} forced by the user; the full-detector DPC phase has '
+            f'skewness {flip_sign * sign * skew:+.2f} there: phase '
+            f'positivity {agrees}')
     return wrap_degrees(fitted + 180.0 * bool(flip)), flip_sign, text, None
 
 
@@ -328,8 +329,8 @@ def _mask_contrast(masked_phase, full_phase) -> tuple[int, str]:
     if r < 0:
         return -1, (f'the mask inverts the contrast (r = {r:+.2f} with the '
                     'full-detector phase): the displayed phase is negated')
-    return 1, f'the mask keeps the contrast (r = {r:+.2f} with the ' \
-              'full-detector phase)'
+    return 1, (f'the mask keeps the contrast (r = {r:+.2f} with the '
+               'full-detector phase)')
 
 
 # --- integration -----------------------------------------------------------
