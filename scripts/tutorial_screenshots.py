@@ -26,14 +26,14 @@ from napari_phase.recipe import seed_recipe
 #: (file, widget to bring to the front, layers to show, grid view)
 SHOTS = (
     ('01_open.png', 'Diffraction view', ['gold nanoparticles'], False),
-    ('02_calibrate.png', 'Probe calibration', ['Virtual BF'], False),
+    ('02_calibrate.png', 'Probe calibration', ['virtual BF'], False),
     ('03_virtual_detectors.png', 'Virtual detectors',
-     ['Virtual BF', 'Virtual ADF'], True),
+     ['virtual BF', 'virtual ADF'], True),
     ('04_dpc.png', 'DPC', ['DPC phase'], False),
-    ('05_parallax.png', 'Parallax', ['Parallax phase'], False),
-    ('06_ptychography.png', 'Ptychography', ['Ptychography phase'], False),
+    ('05_parallax.png', 'Parallax', ['parallax phase'], False),
+    ('06_ptychography.png', 'Ptychography', ['ptychography phase'], False),
     ('07_compare.png', 'Compare results',
-     ['DPC phase', 'Parallax phase', 'Ptychography phase'], True),
+     ['DPC phase', 'parallax phase', 'ptychography phase'], True),
 )
 
 
@@ -65,8 +65,8 @@ def prepare_compare(viewer, widget) -> None:
     if not hasattr(widget, 'layers'):
         return
     widget.layers.value = [
-        name for name in ('DPC phase', 'Parallax phase',
-                          'Ptychography phase') if name in viewer.layers
+        name for name in ('DPC phase', 'parallax phase',
+                          'ptychography phase') if name in viewer.layers
     ]
     widget.show()
     widget.draw_line()

@@ -79,3 +79,18 @@ def test_numbers_and_different_datasets(viewer_and_widget):
     widget.numbers_button.clicked.emit()
     assert 'different datasets' in widget.status.value
     assert "'other scan' from 'other.h5'" in widget.status.value
+
+
+def test_a_source_given_as_the_datacube_layer_name_is_its_dataset(
+    viewer_and_widget,
+):
+    from napari_phase import DataCube
+
+    viewer, widget, coarse, _ = viewer_and_widget
+    cube = DataCube(np.zeros((2, 2, 3, 3), np.float32), source='scan.h5')
+    viewer.add_image(np.zeros((3, 3, 2, 2)), name='my scan',
+                     metadata={'napari_phase': {'datacube': cube}})
+    viewer._add_layer_from_data(*result_tuple(
+        coarse, 'by layer name', 2.0, (4.0, -6.0), source='my scan'))
+    widget.layers.value = ['coarse', 'by layer name']
+    assert widget.compute_numbers()[0].endswith('r = 1.000')

@@ -152,7 +152,7 @@ def _virtual(params, cube, run, **_):
     images = virtual_images(cube, [bf_mask(cal, shape), adf_mask(cal, shape)])
     run.results['virtual'] = images
     parameters = {'source': cube.source, 'calibration': cal.to_dict()}
-    for name, image, detector in zip(('Virtual BF', 'Virtual ADF'), images,
+    for name, image, detector in zip(('virtual BF', 'virtual ADF'), images,
                                      ('bf', 'adf')):
         run.layers.append(real_space_layer(
             image, name, cal.scan_step, parameters | {'detector': detector},
@@ -194,8 +194,9 @@ def _parallax(params, cube, recipe, run, **_):
             half_turn=result.half_turn,
         )
     source = {'source': cube.source}
-    for key, name in (('upsampled', 'Parallax (upsampled)'),
-                      ('phase', 'Parallax phase')):
+    for key, name in (('aligned', 'parallax BF'),
+                      ('upsampled', 'parallax upsampled'),
+                      ('phase', 'parallax phase')):
         run.layers.append(real_space_layer(
             np.asarray(to_numpy(getattr(result, key))), name,
             result.pixel_size[key], result.parameters | source,
@@ -218,10 +219,12 @@ def _ptychography(params, cube, probe, recipe, run, **_):
             break
         yield Progress('ptychography', done.iteration / max(total, 1))
     run.results['ptychography'] = result
-    run.layers.append(real_space_layer(
-        result.phase, 'Ptychography phase', result.pixel_size,
-        result.parameters | {'source': cube.source}, result.origin,
-        colormap='gray'))
+    parameters = result.parameters | {'source': cube.source}
+    for image, name in ((result.phase, 'ptychography phase'),
+                        (result.amplitude, 'ptychography amplitude')):
+        run.layers.append(real_space_layer(
+            image, name, result.pixel_size, parameters, result.origin,
+            colormap='gray'))
 
 
 def _method_kwargs(params, recipe, exclude=()) -> dict:

@@ -33,8 +33,8 @@ from ..compute.compare import (
     fourier_ring_correlation,
     line_profile,
 )
-from ._common import META, LayerError, guarded
-from .recipe_export import export_recipe
+from ._common import LayerError, guarded
+from .recipe_export import dataset_of, export_recipe
 
 PROFILE_LAYER = 'Profile line'
 MODES = ('side by side', 'overlay')
@@ -50,15 +50,6 @@ def placed(layer) -> PlacedImage:
     """The layer's image with its placement in Å (scale, translate)."""
     return PlacedImage(np.asarray(layer.data), tuple(layer.scale),
                        tuple(layer.translate), layer.name)
-
-
-def source_of(layer) -> str | None:
-    """The dataset a result layer was computed from (None: unknown)."""
-    meta = layer.metadata.get(META, {})
-    cube = meta.get('datacube')
-    if cube is not None:
-        return cube.source
-    return meta.get('source') or meta.get('parameters', {}).get('source')
 
 
 class CompareWidget(Container):
@@ -131,7 +122,8 @@ class CompareWidget(Container):
                   if name in self.viewer.layers]
         if len(layers) < minimum:
             raise LayerError(f'Choose at least {minimum} result layer(s).')
-        check_same_dataset({layer.name: source_of(layer) for layer in layers})
+        check_same_dataset({layer.name: dataset_of(layer, self.viewer)
+                            for layer in layers})
         self.status.value = ''
         return layers
 

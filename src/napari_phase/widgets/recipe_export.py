@@ -16,6 +16,22 @@ def result_layers(viewer) -> list:
             if step_of(layer.metadata.get(META, {}).get('parameters', {}))]
 
 
+def datacubes(viewer) -> dict:
+    """The open datacubes by layer name."""
+    return {layer.name: layer.metadata[META]['datacube']
+            for layer in viewer.layers if is_datacube_layer(layer)}
+
+
+def dataset_of(layer, viewer) -> str | None:
+    """The dataset (``DataCube.source``) a result layer was computed from;
+    a source recorded as the datacube layer's name is resolved to its
+    dataset. None: unknown."""
+    meta = layer.metadata.get(META, {})
+    source = meta.get('source') or meta.get('parameters', {}).get('source')
+    cube = datacubes(viewer).get(source)
+    return source if cube is None else cube.source
+
+
 def session_recipe(viewer) -> dict:
     """The recipe of the results in ``viewer`` (one dataset), starting from
     that dataset's calibration."""
@@ -23,19 +39,16 @@ def session_recipe(viewer) -> dict:
     if not layers:
         raise LayerError('No DPC, parallax or ptychography result to export: '
                          'run a method first.')
-    records = [layer.metadata[META]['parameters'] for layer in layers]
-    sources = {layer.name: record.get('source')
-               for layer, record in zip(layers, records)}
+    sources = {layer.name: dataset_of(layer, viewer) for layer in layers}
     check_same_dataset(sources)
     source = next((s for s in sources.values() if s is not None), None)
+    records = [layer.metadata[META]['parameters'] for layer in layers]
     return recipe_from_parameters(records, _calibration(viewer, source,
                                                         records))
 
 
 def _calibration(viewer, source, records) -> dict:
-    cubes = [layer.metadata[META]['datacube'] for layer in viewer.layers
-             if is_datacube_layer(layer)]
-    for cube in cubes:
+    for cube in datacubes(viewer).values():
         if source is None or cube.source == source:
             return cube.calibration.to_dict()
     recorded = [r['calibration'] for r in records if 'calibration' in r]
