@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 import pytest
 
+from benchmarks.lazy_throughput import write_tiled
 from napari_phase.compute.com import center_of_mass
 from napari_phase.compute.datacube import DataCube
 from napari_phase.compute.detectors import (
@@ -78,22 +79,6 @@ np.savez(a['out'], lazy=cube.is_lazy, images=images, com=com.com,
          base_mb=base, peak_mb=memory_mb('VmHWM'),
          seconds=time.perf_counter() - start)
 """
-
-
-def write_tiled(path, data, tiles) -> int:
-    """``data`` tiled ``tiles`` times over the scan, chunks of one scan
-    row; returns the data size in bytes (benchmarks/lazy_throughput.py
-    writes its file the same way; tests cannot import benchmarks/ under
-    plain ``pytest``)."""
-    rx, ry = data.shape[:2]
-    row = np.tile(data, (1, tiles[1], 1, 1))
-    shape = (rx * tiles[0], *row.shape[1:])
-    with h5py.File(path, 'w') as h5:
-        dset = h5.create_dataset('data', shape=shape, dtype=data.dtype,
-                                 chunks=(1, *row.shape[1:]))
-        for k in range(tiles[0]):
-            dset[k * rx:(k + 1) * rx] = row
-    return int(np.prod(shape)) * data.dtype.itemsize
 
 
 def masks_for(shape):
