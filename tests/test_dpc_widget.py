@@ -109,3 +109,25 @@ def test_com_arrows_subsample_and_scale():
     assert scale == pytest.approx(2.0)  # Å per mrad
     hit = arrows[np.hypot(*arrows[:, 1].T) > 0][0]
     np.testing.assert_allclose(hit[0], [20.0, 40.0])  # Å, scan frame
+
+
+def test_widget_uses_a_drawn_detector(make_napari_viewer, qtbot, cube,
+                                      small_sim, monkeypatch):
+    from napari_phase.widgets import virtual_detectors
+
+    qx, qy = np.indices(cube.detector_shape)
+    cx, cy = small_sim.truth['probe_center']
+    disk = np.hypot(qx - cx, qy - cy) <= small_sim.truth['probe_radius'] + 2
+    monkeypatch.setattr(virtual_detectors, 'detector_masks',
+                        lambda viewer: {'my BF': disk.astype(np.float32)})
+    viewer = make_napari_viewer()
+    add_cube(viewer, cube)
+    widget = DPCWidget(viewer)
+    widget.mask.value = 'detector: my BF'
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
+    params = viewer.layers[PHASE].metadata[META]['parameters']
+    assert params['mask'] == 'detector: my BF'
+    assert widget.result.parameters['mask'].startswith(f'{disk.sum()} of')
+    assert 'keeps the contrast' in widget.result.contrast
