@@ -123,7 +123,7 @@ class AberrationFit:
     significant: dict  # 'C10', 'C12'...: True when > SIGNIFICANCE σ
     offset: np.ndarray  # (2,) Å, scan frame: the shifts' common offset
     residual_rms: float  # Å
-    explained: float  # fraction of the shifts' variance the fit explains
+    explained: float  # robust fraction of the shifts' spread the fit explains
     coefficients: np.ndarray  # Cartesian (a, b) per basis column, then offset
     orders: list
     rotation_deg: float
@@ -167,17 +167,19 @@ def fit_aberrations(
         significant,
         offset_r,
         float(np.sqrt(residual @ residual / n)),
-        float(
-            1
-            - residual
-            @ residual
-            / max(np.sum((d_q - d_q.mean(0)) ** 2), 1e-300)
-        ),
+        _explained(residual, target),
         coef,
         list(orders),
         rotation_deg,
         transpose,
     )
+
+
+def _explained(residual, target) -> float:
+    """1 − (median |residual| / median |target − median|)²: how much of
+    the shifts' spread the fit explains, robust to a few wild shifts."""
+    spread = np.median(np.abs(target - np.median(target)))
+    return float(1 - (np.median(np.abs(residual)) / max(spread, 1e-300)) ** 2)
 
 
 def _to_polar(coef, cov, names):
