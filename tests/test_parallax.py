@@ -165,3 +165,15 @@ def test_strided_splat_equals_scatter():
     np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(w1, w2, rtol=1e-5, atol=1e-5)
     assert w1.sum() == pytest.approx(images.size)
+
+
+def test_regularized_shifts_and_fractional_upsampling(small_sim):
+    result = parallax(
+        small_sim.datacube, regularize_shifts=True, upsample_factor=2.5
+    )
+    assert result.C1 == pytest.approx(400, rel=0.05)
+    assert abs(wrap_degrees(result.rotation_deg + 15)) < 1.0
+    assert result.pixel_size['upsampled'] == pytest.approx(2.39 / 2.5)
+    assert result.upsampled.shape == (80, 80)  # 32 scan px × 2.5
+    truth = small_sim.true_phase(result.pixel_size['upsampled'])
+    assert _corr(result.phase.astype(float), truth) > 0.3
