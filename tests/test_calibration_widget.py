@@ -6,6 +6,7 @@ import pytest
 
 from napari_phase import Calibration, DataCube, simulate
 from napari_phase.compute.probe import fit_probe
+from napari_phase.io.layers import datacube_layers, probe_layers
 from napari_phase.widgets.calibration_widget import (
     PROBE_FIT,
     CalibrationWidget,
@@ -33,10 +34,13 @@ def fit_and_wait(widget, qtbot):
 
 
 def test_fit_and_apply(make_napari_viewer, qtbot, sim):
+    """With the layers the file reader makes (probe kept in metadata)."""
     viewer = make_napari_viewer()
     cube = DataCube(sim.datacube.data, Calibration(), 'sim')
-    layer = add_cube(viewer, cube)
-    probe = viewer.add_image(sim.vacuum_probe, name='vacuum probe')
+    (layer,) = [viewer._add_layer_from_data(*t)[0]
+                for t in datacube_layers(cube, 'scan')]
+    (probe,) = [viewer._add_layer_from_data(*t)[0] for t in
+                probe_layers(sim.vacuum_probe, cube.calibration, 'probe')]
     widget = CalibrationWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert 'scan step' in widget.status.value  # uncalibrated: says what

@@ -14,6 +14,7 @@ from napari_phase.compute.detectors import (
     circle_mask,
     polygon_mask,
 )
+from napari_phase.io.layers import datacube_layers
 from napari_phase.widgets.diffraction_view import diffraction_view
 from napari_phase.widgets.virtual_detectors import (
     DETECTORS,
@@ -165,7 +166,8 @@ def test_lazy_cube(make_napari_viewer, qtbot, cube):
     viewer = make_napari_viewer()
     lazy = DataCube(da.from_array(cube.data, chunks=(4, 32, -1, -1)),
                     cube.calibration, 'lazy sim')
-    add_cube(viewer, lazy)
+    for layer_tuple in datacube_layers(lazy, 'lazy scan'):  # as read
+        viewer._add_layer_from_data(*layer_tuple)
     widget = VirtualDetectors(viewer)
     widget.bf_button.clicked.emit()
     qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=10000)
@@ -173,6 +175,11 @@ def test_lazy_cube(make_napari_viewer, qtbot, cube):
     mask = bf_mask(cube.calibration, cube.detector_shape)
     np.testing.assert_allclose(image(viewer, 'BF'), reference(cube, mask),
                                rtol=1e-5)
+    view = diffraction_view(viewer)  # the lazy cube's layer is hidden
+    assert not viewer.layers['lazy scan'].visible
+    view.show_pattern_at((0, 0, 3 * 2.39, 4 * 2.39))
+    np.testing.assert_array_equal(
+        view.model.layers['pattern at (3, 4)'].data, cube.data[3, 4])
 
 
 def test_bad_shapes_and_uncalibrated_cube(make_napari_viewer, qtbot,

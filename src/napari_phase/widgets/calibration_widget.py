@@ -18,6 +18,7 @@ from napari.layers import Image
 from ..compute.calibration import DEFAULTS, FIELD_HELP
 from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from ._common import (
+    META,
     LayerError,
     Runner,
     datacube_of,
@@ -81,7 +82,7 @@ class CalibrationWidget(Container):
 
     def _probes(self, _=None):
         images = [lay for lay in self.viewer.layers
-                  if isinstance(lay, Image) and lay.ndim == 2 and not lay.rgb]
+                  if probe_of(lay) is not None]
         return [('(mean pattern of the datacube)', None)] + [
             (lay.name, lay) for lay in images
         ]
@@ -116,17 +117,18 @@ class CalibrationWidget(Container):
         """Fit the probe disk in a thread; draw it when done."""
         layer = self.cube_layer.value
         cube = datacube_of(layer)
-        probe = self.probe_layer.value
-        if probe is not None and probe.data.shape != cube.detector_shape:
+        probe_layer = self.probe_layer.value
+        probe = None if probe_layer is None else probe_of(probe_layer)
+        if probe is not None and probe.shape != cube.detector_shape:
             raise LayerError(
-                f'Probe layer {probe.name!r} has shape {probe.data.shape} '
+                f'Probe layer {probe_layer.name!r} has shape {probe.shape} '
                 f'but the detector of {layer.name!r} is '
                 f'{cube.detector_shape}.'
             )
         lower, upper = self.thresh_lower.value, self.thresh_upper.value
 
         def job():
-            pattern = mean_pattern(layer) if probe is None else probe.data
+            pattern = mean_pattern(layer) if probe is None else probe
             yield 0.5
             return pattern, fit_probe(pattern, lower, upper)
 
@@ -175,6 +177,17 @@ class CalibrationWidget(Container):
                                 ' No probe fit yet: probe centre/radius and '
                                 'Q pixel left as they were (press Fit).')
         )
+
+
+def probe_of(layer):
+    """The 2D vacuum probe of a layer: the one the reader keeps in its
+    metadata, or a plain 2D image's data; None for other layers."""
+    probe = layer.metadata.get(META, {}).get('probe')
+    if probe is not None:
+        return np.asarray(probe)
+    if isinstance(layer, Image) and layer.ndim == 2 and not layer.rgb:
+        return np.asarray(layer.data)
+    return None
 
 
 def draw_disk(model, center, radius: float, scale) -> None:

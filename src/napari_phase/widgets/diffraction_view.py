@@ -157,10 +157,10 @@ def mean_pattern(
 
 
 def _navigation_layer(viewer):
-    """The selected datacube layer, else the top visible one, else None."""
+    """The selected datacube layer, else the top one (a lazy cube's layer
+    may be hidden), else None."""
     active = viewer.layers.selection.active
     if active is not None and is_datacube_layer(active):
         return active
-    cubes = [lay for lay in viewer.layers
-             if lay.visible and is_datacube_layer(lay)]
+    cubes = [lay for lay in viewer.layers if is_datacube_layer(lay)]
     return cubes[-1] if cubes else None
