@@ -185,13 +185,24 @@ def test_lazy_cube(make_napari_viewer, qtbot, cube):
 def test_bad_shapes_and_uncalibrated_cube(make_napari_viewer, qtbot,
                                           small_sim):
     viewer = make_napari_viewer()
-    cube = small_sim.datacube  # no probe calibration
+    cube = DataCube(small_sim.datacube.data,  # no probe calibration
+                    small_sim.datacube.calibration.copy(), 'sim')
     add_cube(viewer, cube)
     widget = VirtualDetectors(viewer)
     settle(widget, qtbot)
     widget.bf_button.clicked.emit()
     assert 'missing probe centre' in widget.status.value
     assert 'probe calibration widget' in widget.status.value
+    widget.shapes.add([circle_box((50, 50), 9)], shape_type='ellipse')
+    qtbot.waitUntil(lambda: 'virtual detector 1' in viewer.layers,
+                    timeout=10000)
+    settle(widget, qtbot)
+    cube.calibration.scan_step = None  # an image still comes, and a note
+    widget.shapes.data = [widget.shapes.data[0] + 1]
+    qtbot.waitUntil(lambda: 'Scan step unknown' in widget.status.value,
+                    timeout=10000)
+    widget.shapes.data = []
+    settle(widget, qtbot)
     widget.shapes.add([circle_box((500, 500), 5)], shape_type='ellipse')
     settle(widget, qtbot)
     assert 'outside the detector' in widget.status.value
@@ -199,7 +210,7 @@ def test_bad_shapes_and_uncalibrated_cube(make_napari_viewer, qtbot,
                       shape_type='polygon')
     settle(widget, qtbot)
     assert 'zero area' in widget.status.value
-    assert not [layer for layer in viewer.layers
+    assert not [layer for layer in viewer.layers  # removed with its shape
                 if layer.name.startswith('virtual')]
 
 

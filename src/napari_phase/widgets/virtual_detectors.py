@@ -360,6 +360,9 @@ class VirtualDetectors(Container):
         if images is None:
             return
         step = cube.calibration.scan_step or DEFAULTS['scan_step']
+        if cube.calibration.scan_step is None:
+            self.status.value = (f'Scan step unknown: {step:g} Å per pixel '
+                                 'assumed (set it in Probe calibration).')
         tints = dict(zip(self.shapes.features['detector'],
                          self.shapes.features['tint'], strict=True))
         for (name, mask), image in zip(masks.items(), images, strict=True):
