@@ -184,15 +184,9 @@ def _parallax(params, cube, recipe, run, **_):
     kwargs = _method_kwargs(params, recipe)
     result = yield from _fractions('parallax', parallax_steps(cube, **kwargs))
     run.results['parallax'] = result
-    if result.rotation_deg is not None:
-        run.calibration.update(
-            rotation_deg=result.rotation_deg,
-            transpose=bool(result.transpose),
-            C1=result.C1,
-            aberrations={k: v for k, v in result.aberrations.items()
-                         if k != 'C10'},
-            half_turn=result.half_turn,
-        )
+    from .widgets.parallax_widget import _write_calibration
+
+    _write_calibration(run.calibration, result)  # exactly as the widget
     source = {'source': cube.source}
     for key, name in (('aligned', 'parallax BF'),
                       ('upsampled', 'parallax upsampled'),
