@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 #: Patterns per chunk on the CPU: small enough to stay in cache.
-CPU_CHUNK = 16
+CPU_CHUNK = 8
 
 
 class SliceAccess:
@@ -221,9 +222,8 @@ class Engine:
         """One gradient step on the patterns ``batch`` (host int array);
         returns Σ(A − |Ψ|)² over the batch (0-d device array)."""
         xp = self.xp
-        shape = self.obj.shape
-        gradient = xp.zeros(shape, np.complex64)
-        illumination = xp.zeros(shape, np.float32)
+        gradient = xp.zeros(self.obj.shape, np.complex64)
+        illumination = self.illumination(batch)
         probe_terms = None if self.fix_probe else [
             xp.zeros_like(self.probe), xp.zeros(self.probe.shape, np.float32)
         ]
@@ -232,7 +232,7 @@ class Engine:
         for start in range(0, len(batch), self.chunk):
             index = batch[start : start + self.chunk]
             error = error + self._chunk(index, probe_k, gradient,
-                                        illumination, probe_terms)
+                                        probe_terms)
         self._update_object(gradient, illumination)
         if probe_terms is not None:
             self.probe += normalised_step(
@@ -240,7 +240,24 @@ class Engine:
             )
         return error
 
-    def _chunk(self, index, probe_k, gradient, illumination, probe_terms):
+    def illumination(self, batch):
+        """Σ_j |P|² placed at the patterns' whole-pixel corners: the
+        object step's preconditioner (its sub-pixel shifts, which cannot
+        change the fixed point, are left out), as one FFT convolution of a
+        corner histogram on the object grid."""
+        xp, fft = self.xp, self.fft
+        shape = self.obj.shape
+        corners = xp.asarray(self.geometry.corners[batch])
+        flat = corners[:, 0] * shape[1] + corners[:, 1]
+        counts = xp.bincount(flat, minlength=shape[0] * shape[1])
+        padded = tuple(next_fast_len(m, real=True) for m in shape)
+        spread = fft.irfft2(
+            fft.rfft2(counts.reshape(shape).astype(np.float32), s=padded)
+            * fft.rfft2(xp.abs(self.probe) ** 2, s=padded), s=padded,
+        )[: shape[0], : shape[1]]
+        return xp.maximum(spread, 0).astype(np.float32)
+
+    def _chunk(self, index, probe_k, gradient, probe_terms):
         xp, fft, access = self.xp, self.fft, self.access
         corners = self.geometry.corners[index]
         probes = (
@@ -251,14 +268,14 @@ class Engine:
             self.obj, corners,
             xp.empty((len(index), self.size, self.size), np.complex64),
         )
-        waves = probes * patches
+        if probe_terms is None:  # the patches are not needed after this
+            waves = xp.multiply(probes, patches, out=patches)
+        else:
+            waves = probes * patches
         waves = fft.fft2(waves, overwrite_x=True)
         amplitudes = xp.array(self.amplitudes[index], copy=True)
         error = fourier_residual(waves, amplitudes, xp)
         residual = fft.ifft2(waves, overwrite_x=True)
-        intensity = xp.abs(probes)
-        intensity *= intensity
-        access.scatter(illumination, corners, intensity)
         if probe_terms is not None:
             self._accumulate_probe(index, patches, residual, probe_terms)
         residual *= xp.conjugate(probes, out=probes)
@@ -300,9 +317,8 @@ class Engine:
         ``probe_centre`` (px, centred frame) when the probe is updated."""
         xp = self.xp
         if self.potential is None:
-            magnitude = xp.abs(self.obj)
-            scale = xp.minimum(1.0, amplitude_max / xp.maximum(magnitude, 1e-12))
-            self.obj *= scale.astype(np.float32)
+            magnitude = xp.maximum(xp.abs(self.obj), 1e-12)
+            self.obj *= xp.minimum(1.0, amplitude_max / magnitude)
         elif positivity:
             xp.maximum(self.potential, 0, out=self.potential)
             self.obj = xp.exp(1j * self.potential).astype(np.complex64)
