@@ -24,7 +24,7 @@ from magicgui.widgets import (
     Table,
 )
 
-from ..compute.backend import gpu_available
+from ..compute.backend import gpu_available, to_numpy
 from ..compute.parallax import ParallaxResult, parallax_steps
 from ._common import (
     Runner,
@@ -191,7 +191,7 @@ class ParallaxWidget(Container):
             add_or_update(
                 self.viewer,
                 real_space_layer(
-                    image,
+                    to_numpy(image),  # GPU results come back to the host
                     name,
                     result.pixel_size[key],
                     parameters,
