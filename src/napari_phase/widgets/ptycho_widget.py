@@ -122,7 +122,22 @@ class PtychoWidget(Container):
         for event in (viewer.layers.events.inserted,
                       viewer.layers.events.removed):
             event.connect(self.reset_choices)
+        self.native.destroyed.connect(lambda *_: self._close())
         self.load()
+
+    def _close(self):
+        """The dock closed: stop a running reconstruction, stop listening
+        (nothing to do once the garbage collector has emptied us: psygnal
+        holds bound methods weakly)."""
+        if '_stop' not in vars(self):
+            return
+        self._stop.set()
+        for event in (self.viewer.layers.events.inserted,
+                      self.viewer.layers.events.removed):
+            event.disconnect(self.reset_choices)
+        if self._calibration is not None:
+            self._calibration.events.all.disconnect(self._refresh)
+            self._calibration = None
 
     def _cubes(self, _=None):
         return [(lay.name, lay) for lay in self.viewer.layers
