@@ -274,7 +274,8 @@ def _seconds(stage) -> str:
     if 'error' in stage:
         text = stage['error']
         return text if len(text) <= CELL else text[:CELL - 1] + '…'
-    return f"{stage['seconds']:.3g}"
+    seconds = stage['seconds']
+    return f'{seconds:.0f}' if seconds >= 1000 else f'{seconds:.3g}'
 
 
 def _ratio(ours, theirs) -> str:
