@@ -138,14 +138,17 @@ class AberrationFit:
 
 
 def fit_aberrations(
-    theta, shifts, rotation_deg, transpose, orders, n_independent=None
+    theta, shifts, rotation_deg, transpose, orders, groups=None
 ) -> AberrationFit:
     """Least squares of ``shifts (N,2) Å`` (scan frame) at ``theta (N,2)``
     rad (detector frame) onto the gradient basis plus a constant.
 
-    ``n_independent``: number of independent shift measurements (e.g.
-    alignment groups; default N), for honest standard errors.
+    ``groups`` (N,): labels of the independent shift measurements (the
+    alignment groups; default: every shift), for honest standard errors
+    and the explained spread.
     """
+    labels = np.arange(len(theta)) if groups is None else groups
+    labels = np.unique(labels, return_inverse=True)[1].ravel()
     d_q = scan_to_detector(shifts.T, rotation_deg, transpose).T
     basis, names = gradient_basis(theta, orders)
     n, _, n_basis = basis.shape
@@ -155,7 +158,7 @@ def fit_aberrations(
     target = d_q.T.reshape(-1)
     coef, *_ = np.linalg.lstsq(design, target, rcond=None)
     residual = target - design @ coef
-    dof = max(1, 2 * (n_independent or n) - design.shape[1])
+    dof = max(1, 2 * (labels.max() + 1) - design.shape[1])
     sigma2 = residual @ residual / dof
     cov = sigma2 * np.linalg.pinv(design.T @ design)
     offset_q = coef[n_basis:]
@@ -167,7 +170,7 @@ def fit_aberrations(
         significant,
         offset_r,
         float(np.sqrt(residual @ residual / n)),
-        _explained(residual, target),
+        _explained(residual, target, labels),
         coef,
         list(orders),
         rotation_deg,
@@ -175,11 +178,21 @@ def fit_aberrations(
     )
 
 
-def _explained(residual, target) -> float:
-    """1 − (median |residual| / median |target − median|)²: how much of
-    the shifts' spread the fit explains, robust to a few wild shifts."""
-    spread = np.median(np.abs(target - np.median(target)))
-    return float(1 - (np.median(np.abs(residual)) / max(spread, 1e-300)) ** 2)
+def _explained(residual, target, labels) -> float:
+    """1 − (median |residual| / median |target − median|)², over the group
+    means of both components: how much of the shifts' spread the fit
+    explains, robust to a few wild groups."""
+    counts = np.bincount(labels)
+    n = len(labels)
+
+    def group_means(v):
+        return np.stack(
+            [np.bincount(labels, part) / counts for part in (v[:n], v[n:])]
+        )
+
+    res, tgt = group_means(residual), group_means(target)
+    spread = np.median(np.abs(tgt - np.median(tgt, axis=1, keepdims=True)))
+    return float(1 - (np.median(np.abs(res)) / max(spread, 1e-300)) ** 2)
 
 
 def _to_polar(coef, cov, names):

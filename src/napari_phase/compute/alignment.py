@@ -91,7 +91,7 @@ def align_bright_field(
 ):
     """Generator over the bin pyramid: yields the fraction done after each
     level, returns the shifts (N, 2) px that align the images whose
-    spectra are ``spectra`` (N, X, Y), and the finest level's group count.
+    spectra are ``spectra`` (N, X, Y), and the finest level's group labels.
 
     ``theta`` (N, 2): the pixels' angles (any unit); ``centred`` (N, 2):
     their detector positions (px) about the disk centre; bins from
@@ -128,7 +128,7 @@ def align_bright_field(
             cache = (base, moved + delta - shifts.mean(axis=0))
         shifts -= shifts.mean(axis=0)
         yield (i + 1) / len(levels)
-    return shifts, labels.max() + 1
+    return shifts, labels
 
 
 def _group_spectra(spectra, shifts, labels):
