@@ -188,6 +188,7 @@ def test_gpu_request_without_gpu_falls_back(sim):
         res = ptychography(sim.datacube, device='gpu', num_iter=1,
                            fix_probe=True, **truth_params(sim))
     assert len(res.errors) == 1
+    assert res.parameters['device'] == 'cpu'  # what really ran
 
 
 def test_memory_estimate_and_refusal(sim, monkeypatch):

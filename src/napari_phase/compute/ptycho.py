@@ -221,6 +221,8 @@ class _Run:
         self.params = _checked_parameters(cube, vacuum_probe, params)
         p = self.params
         self.xp = device_xp(p['device'])
+        if self.xp is np:  # asked for, or fallen back to (with a warning)
+            p['device'] = p['storage'] = 'cpu'
         self.storage_xp = np if p['storage'] == 'cpu' else self.xp
         n = cube.detector_shape[0]
         cal = cube.calibration
