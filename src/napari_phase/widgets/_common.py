@@ -94,6 +94,7 @@ class Runner(Container):
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text='Cancel', enabled=False)
         self.status = Label(value='')
+        self.status.native.setWordWrap(True)  # long reports must not widen the dock
         super().__init__(
             widgets=[self.run_button, self.cancel_button, self.status],
             labels=False,
