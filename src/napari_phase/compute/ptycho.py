@@ -231,24 +231,23 @@ class _Run:
         self.centres, self.object_shape, self.offset = self._positions()
         self.batch = self._fit_in_memory()
         com = center_of_mass(cube.data, descan='plane')
-        amplitudes, nan_patterns = _centred_amplitudes(
-            cube.data, com.fit, self.storage_xp
-        )
-        active = np.isfinite(com.intensity.ravel()) & ~nan_patterns
-        active &= com.intensity.ravel() > 0
+        counts = com.intensity.ravel()
+        nan_patterns = ~np.isfinite(counts)
         if nan_patterns.any():
             warnings.warn(
                 f'{cube.source}: {int(nan_patterns.sum())} pattern(s) '
                 'contain NaN values: they are left out of the '
                 'reconstruction.', RuntimeWarning, stacklevel=3,
             )
+        active = ~nan_patterns & (np.nan_to_num(counts) > 0)
         if not active.any():
             raise ValueError(f'{cube.source}: no pattern has any counts')
         self.active = np.flatnonzero(active)
-        self.mean_intensity = float(com.intensity.ravel()[active].mean())
+        self.mean_intensity = float(counts[active].mean())
         fit = com.fit.reshape(2, -1).T
         beam = fit - np.round(fit)
         probe = self._initial_probe(vacuum_probe, beam[self.active].mean(0))
+        amplitudes = _centred_amplitudes(cube.data, com.fit, self.storage_xp)
         self.probe_centre = intensity_centre(probe, np)
         geometry = Geometry.from_centres(self.centres, n, beam)
         self.engine = Engine(
@@ -473,25 +472,24 @@ def _checked_parameters(cube: DataCube, vacuum_probe, params: dict) -> dict:
 
 
 def _centred_amplitudes(data, beam, storage_xp):
-    """√max(I, 0) of every pattern (J, N, N) float32, rolled so that the
-    whole-pixel part of ``beam`` (2, Rx, Ry; px) moves to the FFT origin;
-    and which patterns hold NaN (those are zeroed)."""
+    """√max(I, 0) of every pattern (J, N, N) float32 (NaN counts as 0),
+    rolled so that the whole-pixel part of ``beam`` (2, Rx, Ry; px) moves
+    to the FFT origin."""
     rx, ry, qx, qy = data.shape
     shifts = np.round(beam).astype(np.int64).reshape(2, -1).T
     out = storage_xp.empty((rx * ry, qx, qy), np.float32)
-    nan_patterns = np.zeros(rx * ry, bool)
     for rows, block in iterate_scan_rows(data):
         block = to_numpy(block).reshape(-1, qx, qy).astype(np.float32)
-        first = rows.start * ry
-        bad = np.isnan(block).any(axis=(1, 2))
-        nan_patterns[first : first + len(block)] = bad
-        block[bad] = 0
+        np.nan_to_num(block, copy=False, nan=0.0)
         np.sqrt(np.maximum(block, 0, out=block), out=block)
-        for shift in np.unique(shifts[first : first + len(block)], axis=0):
-            pick = np.all(shifts[first : first + len(block)] == shift, axis=1)
+        mine = shifts[rows.start * ry : rows.start * ry + len(block)]
+        for shift in np.unique(mine, axis=0):
+            pick = np.all(mine == shift, axis=1)
             block[pick] = np.roll(block[pick], tuple(-shift), axis=(1, 2))
-        out[first : first + len(block)] = storage_xp.asarray(block)
-    return out, nan_patterns
+        out[rows.start * ry : rows.start * ry + len(block)] = (
+            storage_xp.asarray(block)
+        )
+    return out
 
 
 def _vacuum_aperture(intensity):
