@@ -37,6 +37,7 @@ def _reset_peak() -> bool:
     except OSError:
         return False
 
+
 #: Method groups (``--stages``) and the table rows each one fills.
 GROUPS = {
     'virtual': ('virtual BF+ADF',),
@@ -58,7 +59,7 @@ class Recorder:
     def __init__(self):
         self.stages: dict[str, dict] = {}
 
-    def run(self, name: str, function, repeats: int = 1, **extra):
+    def run(self, name: str, function, repeats: int = 1):
         """Run ``function()`` ``repeats`` times; return its last result.
 
         An exception is recorded as the stage's ``error`` (and ``None``
@@ -78,7 +79,7 @@ class Recorder:
             self.stages[name] = {'error': f'{type(error).__name__}: {error}'}
             return None
         peak = _status_mb('VmHWM') - before if exact else None
-        self.stages[name] = {'seconds': seconds, 'peak_mb': peak, **extra}
+        self.stages[name] = {'seconds': seconds, 'peak_mb': peak}
         return result
 
     def guarded(self, names, function, *args) -> None:
