@@ -195,6 +195,9 @@ class PtychoWidget(Container):
 
     def run(self):
         """Start the reconstruction in a thread worker."""
+        if self.runner.worker is not None:
+            self.runner.describe('already running: Cancel it first.')
+            return
         layer = self.cube_layer.value
         cube = datacube_of(layer)
         probe_layer = self.probe_layer.value
