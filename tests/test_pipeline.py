@@ -4,9 +4,10 @@ every result on one physical grid (particles overlay within a scan step)."""
 import numpy as np
 import pytest
 
-from napari_phase import DataCube, simulate
+from napari_phase import DataCube, load_results, save_results, simulate
 from napari_phase.compute.compare import PlacedImage, local_centroid
 from napari_phase.compute.score import score
+from napari_phase.io.results import saved_recipe
 from napari_phase.pipeline import Progress, pipeline, run_pipeline
 from napari_phase.recipe import RecipeError, new_recipe
 
@@ -102,6 +103,19 @@ def most_isolated_particle(sim, margin):
                    for j, q in enumerate(particles) if j != i)
 
     return tuple(particles[max(inside, key=gap)][:3])
+
+
+def test_a_run_saves_and_reads_back(run, tmp_path):
+    _, result, _ = run
+    path = save_results(tmp_path / 'run.h5', result, recipe=result.recipe)
+    loaded = load_results(path)
+    assert [a['name'] for _, a, _ in loaded] == [
+        a['name'] for _, a, _ in result.layers]
+    for (data, attrs, _), (saved, saved_attrs, _) in zip(result.layers,
+                                                         loaded):
+        np.testing.assert_array_equal(saved, data)
+        assert saved_attrs['translate'] == attrs['translate']
+    assert saved_recipe(path) == result.recipe
 
 
 def test_methods_select_steps_and_bad_names_fail(sim):

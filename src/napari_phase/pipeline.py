@@ -53,6 +53,10 @@ class PipelineResult:
     layers: list = field(default_factory=list)
     recipe: dict = field(default_factory=dict)
 
+    def layer_data(self) -> list:
+        """The layers, for :func:`napari_phase.save_results`."""
+        return self.layers
+
 
 def real_space_layer(*args, **kwargs):
     """The widgets' layer-data tuple of a result (imported on use, so

@@ -138,8 +138,11 @@ def write_layers(path: str, layers: list) -> list[str]:
 
 def as_layer_tuples(results) -> list[tuple]:
     """Normalise ``results``: one or several layer-data tuples, or result
-    objects with ``.layer_data()`` (a tuple or a list of them)."""
-    if isinstance(results, tuple) and _is_layer_tuple(results):
+    objects with ``.layer_data()`` (a tuple or a list of them), such as a
+    :class:`~napari_phase.pipeline.PipelineResult`."""
+    if isinstance(results, tuple) and _is_layer_tuple(results) or hasattr(
+        results, 'layer_data'
+    ):
         results = [results]
     layers = []
     for item in results:
