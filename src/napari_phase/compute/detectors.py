@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.path import Path
 
-from .backend import ProgressCallback, iterate_scan_rows, xp_of
+from .backend import ProgressCallback
 from .calibration import Calibration
 from .datacube import DataCube
+from .reduce import detector_sums, iter_detector_sums
 
 #: Extra radius (px) of the BF preset over the fitted probe (the seed's).
 BF_MARGIN_PX = 2.0
@@ -124,14 +125,7 @@ def virtual_images(
     cupy or dask array; ``masks`` is (K, Qx, Qy) or a sequence of (Qx, Qy)
     masks. numpy/cupy in, the same out; dask in, numpy out.
     """
-    steps = iter_virtual_images(data_or_cube, masks)
-    while True:
-        try:
-            done = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress:
-            progress(done)
+    return detector_sums(_data(data_or_cube), _stack(masks), progress)
 
 
 def iter_virtual_images(data_or_cube, masks):
@@ -139,38 +133,17 @@ def iter_virtual_images(data_or_cube, masks):
     the fraction done after each chunk of scan rows (lazy data is read one
     chunk at a time, so a caller can stop between chunks) and returns the
     images."""
-    data = (
-        data_or_cube.data if isinstance(data_or_cube, DataCube)
-        else data_or_cube
+    return iter_detector_sums(_data(data_or_cube), _stack(masks))
+
+
+def _data(data_or_cube):
+    return data_or_cube.data if isinstance(data_or_cube, DataCube) else (
+        data_or_cube
     )
-    weights = np.stack([np.asarray(m, dtype=np.float32) for m in masks])
-    if weights.shape[1:] != data.shape[2:]:
-        raise ValueError(
-            f'masks of shape {weights.shape[1:]} do not match the detector '
-            f'shape {tuple(data.shape[2:])}'
-        )
-    # Read only the detector pixels some mask uses: a strided view of
-    # that box, summed by einsum without copying it (a BF disk is ~20 %
-    # of the detector: a live update of a small detector is that fast).
-    box = _support(weights)
-    data = data[(..., *box)]
-    xp = xp_of(data)
-    weights = xp.asarray(weights[(..., *box)])
-    out = xp.empty((len(weights), *data.shape[:2]), dtype=xp.float32)
-    for rows, block in iterate_scan_rows(data):
-        out[:, rows] = xp.einsum('ijkl,nkl->nij', block, weights)
-        yield rows.stop / data.shape[0]
-    return out
 
 
-def _support(weights) -> tuple[slice, slice]:
-    """Bounding box (slices of Qx, Qy) of the nonzero weights."""
-    used = weights != 0
-    box = []
-    for axis in (2, 1):
-        hit = np.flatnonzero(used.any(axis=(0, axis)))
-        box.append(slice(hit[0], hit[-1] + 1) if len(hit) else slice(0, 0))
-    return tuple(box)
+def _stack(masks) -> np.ndarray:
+    return np.stack([np.asarray(m, dtype=np.float32) for m in masks])
 
 
 def _grid(shape):

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import ProgressCallback, is_dask, iterate_scan_rows, xp_of
+from .backend import (
+    ProgressCallback,
+    is_dask,
+    iterate_scan_rows,
+    to_numpy,
+    xp_of,
+)
 
 
 def compute_dask(*arrays, progress: ProgressCallback | None = None):
@@ -85,34 +91,83 @@ def detector_sums(
 
     ``weights`` is (K, Qx, Qy) (or (Qx, Qy) for one map): a virtual
     detector mask, a CoM coordinate map... Returns (K, Rx, Ry) float32 (or
-    (Rx, Ry)): ``out[k, rx, ry] = Σ_q data[rx, ry, q] · weights[k, q]``,
-    computed as one matrix product per chunk of scan rows.
+    (Rx, Ry)): ``out[k, rx, ry] = Σ_q data[rx, ry, q] · weights[k, q]``.
+    Only the detector box where some weight is nonzero is read.
     """
     single = np.ndim(weights) == 2
-    w = weights[None] if single else weights
-    rx, ry, qx, qy = data.shape
-    if w.shape[1:] != (qx, qy):
-        raise ValueError(
-            f'weight maps of shape {w.shape[1:]} do not match the detector '
-            f'shape {(qx, qy)}'
-        )
+    w = _checked_weights(weights, data.shape)
     if is_dask(data):
         import dask.array as da
 
-        w_flat = np.asarray(w, dtype=np.float32).reshape(len(w), -1).T
+        box = _support(w)
         sums = da.tensordot(
-            data.astype(np.float32), w_flat.reshape(qx, qy, -1), axes=2
+            data[(..., *box)].astype(np.float32), w[(..., *box)],
+            axes=((2, 3), (1, 2)),
         )
         (out,) = compute_dask(sums, progress=progress)
         out = np.moveaxis(out, -1, 0)
-        return out[0] if single else out
-    xp = xp_of(data)
-    w_flat = xp.asarray(w, dtype=xp.float32).reshape(len(w), -1).T
-    out = xp.empty((rx, ry, len(w)), dtype=xp.float32)
-    for rows, block in iterate_scan_rows(data):
-        flat = block.reshape(-1, qx * qy).astype(xp.float32, copy=False)
-        out[rows] = (flat @ w_flat).reshape(-1, ry, len(w))
-        if progress:
-            progress(rows.stop / rx)
-    out = xp.moveaxis(out, -1, 0)
+    else:
+        out = run_steps(iter_detector_sums(data, w), progress)
     return out[0] if single else out
+
+
+def iter_detector_sums(data, weights):
+    """Generator form of :func:`detector_sums` for (K, Qx, Qy) weights:
+    yields the fraction done after each chunk of scan rows (a caller can
+    stop between chunks; dask is read one chunk at a time) and returns the
+    (K, Rx, Ry) sums."""
+    w = _checked_weights(weights, data.shape)
+    box = _support(w)
+    data = data[(..., *box)]
+    xp = xp_of(data)
+    w = xp.asarray(w[(..., *box)])
+    out = xp.empty((len(w), *data.shape[:2]), dtype=xp.float32)
+    for rows, block in iterate_scan_rows(data):
+        out[:, rows] = _weighted_sum(block, w, xp)
+        yield rows.stop / data.shape[0]
+    return out
+
+
+def run_steps(steps, progress: ProgressCallback | None = None):
+    """Drive a generator that yields fractions done; return its value."""
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress:
+            progress(done)
+
+
+def _weighted_sum(block, w, xp):
+    """(K, n0, n1) sums of a (n0, n1, qx, qy) block against (K, qx, qy):
+    one matrix product on contiguous data, einsum on a strided box (which
+    would otherwise be copied)."""
+    if block.flags.c_contiguous:
+        flat = block.reshape(-1, w.shape[1] * w.shape[2])
+        sums = flat.astype(xp.float32, copy=False) @ w.reshape(len(w), -1).T
+        return sums.T.reshape(len(w), *block.shape[:2])
+    return xp.einsum('ijkl,nkl->nij', block, w, dtype=xp.float32)
+
+
+def _checked_weights(weights, shape) -> np.ndarray:
+    """Weights as (K, Qx, Qy) float32, checked against the data shape."""
+    xp = xp_of(weights)
+    w = xp.asarray(weights, dtype=xp.float32)
+    w = w[None] if w.ndim == 2 else w
+    if w.shape[1:] != tuple(shape[2:]):
+        raise ValueError(
+            f'weight maps of shape {w.shape[1:]} do not match the detector '
+            f'shape {tuple(shape[2:])}'
+        )
+    return w
+
+
+def _support(weights) -> tuple[slice, slice]:
+    """Bounding box (slices of Qx, Qy) of the nonzero weights."""
+    used = (weights != 0).any(axis=0)
+    box = []
+    for axis in (1, 0):
+        hit = np.flatnonzero(to_numpy(used.any(axis=axis)))
+        box.append(slice(hit[0], hit[-1] + 1) if len(hit) else slice(0, 0))
+    return tuple(box)
