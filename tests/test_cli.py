@@ -7,18 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from napari_phase import (
-    load_results,
-    read_datacube,
-    read_probe,
-    simulate,
-    write_emd,
-    write_emd_probe,
-)
+from napari_phase import load_results, simulate, write_emd, write_emd_probe
 from napari_phase.cli import main
-from napari_phase.io.layers import datacube_layers
 from napari_phase.io.results import saved_recipe
-from napari_phase.pipeline import run_pipeline
 from napari_phase.recipe import new_recipe, read_recipe, write_recipe
 from napari_phase.widgets.compare_widget import CompareWidget
 
@@ -68,7 +59,8 @@ def run_widget(qtbot, widget, start):
     """Start a widget's job and wait for its thread worker to finish."""
     start()
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=120000)
-    assert 'Error' not in widget.runner.status.value, widget.runner.status.value
+    status = widget.runner.status.value
+    assert 'Error' not in status, status
 
 
 def test_exported_recipe_replays_the_widget_session_exactly(

@@ -79,7 +79,8 @@ def test_correlation_matches_numpy_on_one_grid():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((2, 16, 16))
     value = correlation(PlacedImage(a), PlacedImage(a + b))
-    assert value == pytest.approx(np.corrcoef(a.ravel(), (a + b).ravel())[0, 1])
+    expected = np.corrcoef(a.ravel(), (a + b).ravel())[0, 1]
+    assert value == pytest.approx(expected)
 
 
 def test_no_overlap_is_a_clear_error():

@@ -140,8 +140,10 @@ def _calibrate(params, cube, probe, run, **_):
     if which == 'vacuum_probe' and probe is None:
         raise RecipeError('calibrate.pattern is vacuum_probe but no probe '
                           'was given (--probe PROBE.h5)')
-    pattern = probe if which == 'vacuum_probe' else cube.mean_and_max_pattern()[0]
-    kwargs = {k: v for k, v in params.items() if k != 'pattern' and v is not None}
+    pattern = (probe if which == 'vacuum_probe'
+               else cube.mean_and_max_pattern()[0])
+    kwargs = {key: value for key, value in params.items()
+              if key != 'pattern' and value is not None}
     fit = fit_probe(to_numpy(pattern), **kwargs)
     cal = run.calibration
     cal.require('semiangle', purpose='the detector pixel size')
