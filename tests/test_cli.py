@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 
@@ -126,8 +127,15 @@ def test_bad_input_gives_one_line_and_no_file(files, tmp_path, capsys):
     assert main(['run', data, '--methods', 'dpc,phase', '-o',
                  str(tmp_path / 'new.h5')]) == 2
     assert 'unknown method' in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.yaml',
-                                                          'out.h5']
+    bare = tmp_path / 'bare.h5'  # a 4D dataset without any calibration
+    with h5py.File(bare, 'w') as file:
+        file['data'] = np.ones((4, 4, 8, 8), np.float32)
+    assert main(['run', str(bare), '--methods', 'dpc', '-o',
+                 str(tmp_path / 'new.h5')]) == 2
+    error = capsys.readouterr().err
+    assert 'semiangle' in error and 'under "calibration:"' in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'bad.yaml', 'bare.h5', 'out.h5']
 
 
 def test_entry_point_error_is_one_line_without_traceback(tmp_path):

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .compute.calibration import CalibrationError
+
 #: Exit codes: bad input, interrupted.
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 DEMO_ITERATIONS, QUICK_ITERATIONS = 12, 4
@@ -40,6 +42,9 @@ def main(argv=None) -> int:
         return args.command(args)
     except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else repr(error)
+        if isinstance(error, CalibrationError):
+            message += (' On the command line, give it in the recipe under '
+                        '"calibration:" (e.g. scan_step: 2.39 Å).')
         print(f'napari-phase: error: {message}', file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
