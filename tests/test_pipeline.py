@@ -9,7 +9,7 @@ from napari_phase.compute.compare import PlacedImage, local_centroid
 from napari_phase.compute.score import score
 from napari_phase.io.results import saved_recipe
 from napari_phase.pipeline import Progress, pipeline, run_pipeline
-from napari_phase.recipe import RecipeError, new_recipe
+from napari_phase.recipe import RecipeError, new_recipe, read_recipe
 
 PHASES = ('DPC phase', 'parallax phase', 'ptychography phase')
 
@@ -116,6 +116,9 @@ def test_a_run_saves_and_reads_back(run, tmp_path):
         np.testing.assert_array_equal(saved, data)
         assert saved_attrs['translate'] == attrs['translate']
     assert saved_recipe(path) == result.recipe
+    assert read_recipe(path) == result.recipe  # replay from the results
+    with pytest.raises(RecipeError, match='holds no napari-phase recipe'):
+        read_recipe(save_results(tmp_path / 'bare.h5', result.layers[:1]))
 
 
 def test_methods_select_steps_and_bad_names_fail(sim):

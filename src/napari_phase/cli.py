@@ -64,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('data', help='4D-STEM HDF5 file (file.h5 or '
                      'file.h5::/path/to/dataset)')
     run.add_argument('--probe', help='vacuum probe HDF5 file')
-    run.add_argument('--recipe', help='recipe (.yaml or .json); default: '
-                     'the reference workflow')
+    run.add_argument('--recipe', help='recipe (.yaml or .json, or a results '
+                     '.h5 to replay); default: the reference workflow')
     run.add_argument('--methods', type=_methods,
                      help='comma-separated subset of dpc,parallax,ptycho')
     run.add_argument('-o', '--output', required=True,

@@ -371,8 +371,16 @@ def _a(noun: str) -> str:
 
 
 def read_recipe(path) -> dict:
-    """A validated recipe from a .yaml/.yml or .json file."""
+    """A validated recipe from a .yaml/.yml or .json file, or the recipe
+    saved with results in an .h5 file (to replay them)."""
     path = Path(path)
+    if path.suffix.lower() in ('.h5', '.hdf5'):
+        from .io.results import is_results_file, saved_recipe
+
+        values = saved_recipe(path) if is_results_file(path) else None
+        if values is None:
+            raise RecipeError(f'{str(path)!r} holds no napari-phase recipe')
+        return validate(values)
     try:
         text = path.read_text()
     except OSError as error:
