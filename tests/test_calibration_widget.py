@@ -19,15 +19,6 @@ def sim():
     return simulate(scan_shape=(8, 8), detector_shape=(192, 192), seed=1)
 
 
-def add_cube(viewer, cube, name='scan'):
-    cal = cube.calibration
-    step, q = cal.scan_step or 1.0, cal.q_pixel_mrad or 1.0
-    return viewer.add_image(
-        cube.data.transpose(2, 3, 0, 1), name=name, scale=(q, q, step, step),
-        metadata={'napari_phase': {'datacube': cube}},
-    )
-
-
 def fit_and_wait(widget, qtbot):
     widget.runner.run_button.clicked.emit()  # what a press emits
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10000)
@@ -74,7 +65,7 @@ def test_fit_and_apply(make_napari_viewer, qtbot, sim):
     np.testing.assert_allclose(layer.scale, (q, q, 2.39, 2.39))
 
 
-def test_fit_on_mean_pattern(make_napari_viewer, qtbot, sim):
+def test_fit_on_mean_pattern(make_napari_viewer, qtbot, sim, add_cube):
     viewer = make_napari_viewer()
     add_cube(viewer, sim.datacube)
     widget = CalibrationWidget(viewer)
@@ -87,7 +78,7 @@ def test_fit_on_mean_pattern(make_napari_viewer, qtbot, sim):
     assert 'mean pattern' in diffraction_view(viewer).model.layers
 
 
-def test_bad_input_is_a_message(make_napari_viewer, qtbot, sim):
+def test_bad_input_is_a_message(make_napari_viewer, qtbot, sim, add_cube):
     viewer = make_napari_viewer()
     widget = CalibrationWidget(viewer)
     assert 'Open a 4D-STEM datacube' in widget.status.value

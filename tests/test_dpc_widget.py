@@ -17,26 +17,8 @@ from napari_phase.widgets.dpc_widget import (
 )
 
 
-def add_cube(viewer, cube, name='scan'):
-    step = cube.calibration.scan_step or 1.0
-    dq = cube.calibration.q_pixel_mrad or 1.0
-    return viewer.add_image(
-        cube.data.transpose(2, 3, 0, 1), name=name,
-        scale=(dq, dq, step, step), metadata={META: {'datacube': cube}},
-    )
-
-
-@pytest.fixture
-def cube(small_sim):
-    """A fresh copy of the sample's calibration for every test: the widget
-    writes into it."""
-    sim = small_sim.datacube
-    return DataCube(sim.data, sim.calibration.copy(), 'simulated')
-
-
 def test_widget_makes_layers_and_writes_calibration(
-    make_napari_viewer, qtbot, cube, small_sim
-):
+    make_napari_viewer, qtbot, cube, small_sim, add_cube):
     viewer = make_napari_viewer()
     add_cube(viewer, cube)
     widget = DPCWidget(viewer)
@@ -74,8 +56,7 @@ def test_widget_makes_layers_and_writes_calibration(
 
 
 def test_widget_keeps_a_rotation_already_there(
-    make_napari_viewer, qtbot, cube
-):
+    make_napari_viewer, qtbot, cube, add_cube):
     cube.calibration.update(rotation_deg=-11.0, transpose=False)
     viewer = make_napari_viewer()
     add_cube(viewer, cube)
@@ -88,7 +69,7 @@ def test_widget_keeps_a_rotation_already_there(
     assert PHASE in viewer.layers
 
 
-def test_widget_shows_bad_input(make_napari_viewer, qtbot):
+def test_widget_shows_bad_input(make_napari_viewer, qtbot, add_cube):
     viewer = make_napari_viewer()
     data = np.ones((4, 4, 8, 8), np.float32)
     add_cube(viewer, DataCube(data, Calibration(), 'no calibration'))
@@ -112,7 +93,7 @@ def test_com_arrows_subsample_and_scale():
 
 
 def test_widget_uses_a_drawn_detector(make_napari_viewer, qtbot, cube,
-                                      small_sim, monkeypatch):
+                                      small_sim, monkeypatch, add_cube):
     from napari_phase.widgets import virtual_detectors
 
     qx, qy = np.indices(cube.detector_shape)

@@ -17,24 +17,11 @@ from napari_phase.widgets.parallax_widget import (
 
 
 def test_parallax_widget_layers_and_calibration(
-    make_napari_viewer, qtbot, small_sim
+    make_napari_viewer, qtbot, small_sim, cube, add_cube
 ):
     viewer = make_napari_viewer()
-    cube = small_sim.datacube
     step, dq = cube.calibration.scan_step, cube.calibration.q_pixel_mrad
-    cube.calibration.update(
-        rotation_deg=None,
-        transpose=None,
-        C1=None,
-        aberrations={},
-        half_turn=None,
-    )
-    viewer.add_image(
-        cube.data.transpose(2, 3, 0, 1),
-        scale=(dq, dq, step, step),
-        name='cube',
-        metadata={META: {'datacube': cube}},
-    )
+    add_cube(viewer, cube, 'cube')
     widget = ParallaxWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.upsample.value = 2
@@ -79,14 +66,9 @@ def test_parallax_widget_shows_bad_input(make_napari_viewer, qtbot):
     assert 'datacube' in widget.runner.status.value
 
 
-def test_parallax_widget_cancel(make_napari_viewer, qtbot, small_sim):
+def test_parallax_widget_cancel(make_napari_viewer, qtbot, cube, add_cube):
     viewer = make_napari_viewer()
-    cube = small_sim.datacube
-    viewer.add_image(
-        cube.data.transpose(2, 3, 0, 1),
-        name='cube',
-        metadata={META: {'datacube': cube}},
-    )
+    add_cube(viewer, cube, 'cube')
     widget = ParallaxWidget(viewer)
     widget.run()
     widget.runner.cancel()

@@ -33,15 +33,6 @@ def cube(small_sim):
     return DataCube(small_sim.datacube.data, cal, 'sim')
 
 
-def add_cube(viewer, cube, name='scan'):
-    cal = cube.calibration
-    step, q = cal.scan_step or 1.0, cal.q_pixel_mrad or 1.0
-    return viewer.add_image(
-        cube.data.transpose(2, 3, 0, 1), name=name, scale=(q, q, step, step),
-        metadata={'napari_phase': {'datacube': cube}},
-    )
-
-
 def reference(cube, mask):
     data = np.asarray(cube.data, dtype=np.float64)
     return np.einsum('ijkl,kl->ij', data, mask.astype(np.float64))
@@ -66,7 +57,7 @@ def image(viewer, name):
 
 
 @pytest.fixture
-def tool(make_napari_viewer, qtbot, cube):
+def tool(make_napari_viewer, qtbot, cube, add_cube):
     viewer = make_napari_viewer()
     add_cube(viewer, cube)
     widget = VirtualDetectors(viewer)
@@ -183,7 +174,7 @@ def test_lazy_cube(make_napari_viewer, qtbot, cube):
 
 
 def test_bad_shapes_and_uncalibrated_cube(make_napari_viewer, qtbot,
-                                          small_sim):
+                                          small_sim, add_cube):
     viewer = make_napari_viewer()
     cube = DataCube(small_sim.datacube.data,  # no probe calibration
                     small_sim.datacube.calibration.copy(), 'sim')
@@ -231,7 +222,7 @@ def test_navigation_click_shows_that_pattern(tool, cube):
     assert layer.scale[0] == pytest.approx(cube.calibration.q_pixel_mrad)
 
 
-def test_plugin_menu_opens_both_widgets(make_napari_viewer, qtbot, cube):
+def test_plugin_menu_opens_both_widgets(make_napari_viewer, qtbot, cube, add_cube):
     viewer = make_napari_viewer()
     add_cube(viewer, cube)
     for name in ('Probe calibration', 'Virtual detectors'):
