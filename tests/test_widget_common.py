@@ -22,12 +22,12 @@ def test_runner(make_napari_viewer, qtbot):
             yield i / 5
         yield 'partial'
         return 42
-    w = r.start(job, got.append, got.append)
+    r.start(job, got.append, got.append)
     qtbot.waitUntil(lambda: r.worker is None, timeout=5000)
     assert got == ['partial', 42]
     def bad():
         yield 0.1
         raise ValueError('boom')
-    w = r.start(bad, got.append)
+    r.start(bad, got.append)
     qtbot.waitUntil(lambda: r.worker is None, timeout=5000)
     assert 'boom' in r.status.value

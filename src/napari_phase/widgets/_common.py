@@ -39,6 +39,46 @@ def is_datacube_layer(layer) -> bool:
     return isinstance(layer.metadata.get(META, {}).get('datacube'), DataCube)
 
 
+def probe_of(layer):
+    """The 2D vacuum probe of a layer: the one the reader keeps in its
+    metadata, or a plain 2D image's data; None for other layers."""
+    probe = layer.metadata.get(META, {}).get('probe')
+    if probe is not None:
+        return np.asarray(probe)
+    if layer._type_string == 'image' and layer.ndim == 2 and not layer.rgb:
+        return np.asarray(layer.data)
+    return None
+
+
+def datacube_choices(viewer) -> Callable:
+    """ComboBox choices: the viewer's datacube layers."""
+    return lambda _=None: [
+        (lay.name, lay) for lay in viewer.layers if is_datacube_layer(lay)
+    ]
+
+
+def probe_choices(viewer, none_label: str) -> Callable:
+    """ComboBox choices: ``none_label`` (None), then the viewer's
+    vacuum-probe layers (see :func:`probe_of`)."""
+    return lambda _=None: [(none_label, None)] + [
+        (lay.name, lay) for lay in viewer.layers if probe_of(lay) is not None
+    ]
+
+
+def follow_layers(widget: Container, viewer) -> None:
+    """Refresh ``widget``'s layer choices whenever a layer is added or
+    removed, until its Qt widget is destroyed."""
+    events = (viewer.layers.events.inserted, viewer.layers.events.removed)
+    for event in events:
+        event.connect(widget.reset_choices)
+
+    def stop(*_):
+        for event in events:
+            event.disconnect(widget.reset_choices)
+
+    widget.native.destroyed.connect(stop)
+
+
 def real_space_layer(
     image,
     name: str,

@@ -13,17 +13,18 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 from magicgui.widgets import PushButton
-from napari.layers import Image
 
 from ..compute.calibration import DEFAULTS, FIELD_HELP
 from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from ._common import (
-    META,
-    LayerError,
-    Runner,
+    datacube_choices,
     datacube_of,
+    follow_layers,
     guarded,
-    is_datacube_layer,
+    LayerError,
+    probe_choices,
+    probe_of,
+    Runner,
 )
 from .diffraction_view import diffraction_view, mean_pattern
 from .virtual_detectors import circle_box
@@ -37,9 +38,11 @@ class CalibrationWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
-        self.probe_layer = ComboBox(label='vacuum probe',
-                                    choices=self._probes)
+        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.probe_layer = ComboBox(
+            label='vacuum probe',
+            choices=probe_choices(viewer, '(mean pattern of the datacube)'),
+        )
         self.thresh_lower = FloatSpinBox(label='threshold lower', value=0.01,
                                          min=0, max=1, step=0.01)
         self.thresh_upper = FloatSpinBox(label='threshold upper', value=0.99,
@@ -65,27 +68,8 @@ class CalibrationWidget(Container):
             guarded(self.fit, self.runner.status))
         self.apply_button.changed.connect(guarded(self.apply, self.status))
         self.cube_layer.changed.connect(guarded(self.load, self.status))
-        self._layer_events = (viewer.layers.events.inserted,
-                              viewer.layers.events.removed)
-        for event in self._layer_events:
-            event.connect(self.reset_choices)
-        self.native.destroyed.connect(lambda *_: self._close())
+        follow_layers(self, viewer)
         self.load()
-
-    def _close(self):
-        for event in self._layer_events:
-            event.disconnect(self.reset_choices)
-
-    def _cubes(self, _=None):
-        return [(lay.name, lay) for lay in self.viewer.layers
-                if is_datacube_layer(lay)]
-
-    def _probes(self, _=None):
-        images = [lay for lay in self.viewer.layers
-                  if probe_of(lay) is not None]
-        return [('(mean pattern of the datacube)', None)] + [
-            (lay.name, lay) for lay in images
-        ]
 
     def load(self, *_):
         """Fill the fields from the chosen cube's calibration; name the
@@ -178,16 +162,6 @@ class CalibrationWidget(Container):
                                 'Q pixel left as they were (press Fit).')
         )
 
-
-def probe_of(layer):
-    """The 2D vacuum probe of a layer: the one the reader keeps in its
-    metadata, or a plain 2D image's data; None for other layers."""
-    probe = layer.metadata.get(META, {}).get('probe')
-    if probe is not None:
-        return np.asarray(probe)
-    if isinstance(layer, Image) and layer.ndim == 2 and not layer.rgb:
-        return np.asarray(layer.data)
-    return None
 
 
 def draw_disk(model, center, radius: float, scale) -> None:

@@ -28,12 +28,13 @@ from ..compute.backend import to_numpy
 from ..compute.detectors import bf_mask
 from ..compute.dpc import DPCResult, dpc
 from ._common import (
-    Runner,
     add_or_update,
+    datacube_choices,
     datacube_of,
+    follow_layers,
     guarded,
-    is_datacube_layer,
     real_space_layer,
+    Runner,
 )
 
 PHASE, COM_X, COM_Y, FIELD = (
@@ -90,7 +91,7 @@ class DPCWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
+        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
         self.mask = ComboBox(label='mask', choices=self._masks)
         self.threshold = FloatSpinBox(label='threshold (× max)', value=0.8,
                                       min=0.0, max=1.0, step=0.05)
@@ -119,14 +120,9 @@ class DPCWidget(Container):
         self.runner.run_button.changed.connect(
             guarded(self.run, self.runner.status))
         self.cube_layer.changed.connect(guarded(self.load, self.report))
-        for event in (viewer.layers.events.inserted,
-                      viewer.layers.events.removed):
-            event.connect(self.reset_choices)
+        follow_layers(self, viewer)
         self.load()
 
-    def _cubes(self, _=None):
-        return [(lay.name, lay) for lay in self.viewer.layers
-                if is_datacube_layer(lay)]
 
     def _masks(self, _=None):
         drawn = [DETECTOR + name for name in drawn_detectors(self.viewer)]

@@ -27,12 +27,13 @@ from magicgui.widgets import (
 from ..compute.backend import gpu_available, to_numpy
 from ..compute.parallax import ParallaxResult, parallax_steps
 from ._common import (
-    Runner,
     add_or_update,
+    datacube_choices,
     datacube_of,
+    follow_layers,
     guarded,
-    is_datacube_layer,
     real_space_layer,
+    Runner,
 )
 from .diffraction_view import diffraction_view
 
@@ -57,7 +58,7 @@ class ParallaxWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
+        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
         self.threshold = FloatSpinBox(
             label='BF threshold',
             value=0.6,
@@ -122,18 +123,8 @@ class ParallaxWidget(Container):
         self.runner.run_button.changed.connect(
             guarded(self.run, self.runner.status)
         )
-        for event in (
-            viewer.layers.events.inserted,
-            viewer.layers.events.removed,
-        ):
-            event.connect(self.reset_choices)
+        follow_layers(self, viewer)
 
-    def _cubes(self, _=None):
-        return [
-            (lay.name, lay)
-            for lay in self.viewer.layers
-            if is_datacube_layer(lay)
-        ]
 
     def parameters(self) -> dict:
         """Keyword arguments of :func:`napari_phase.parallax`."""

@@ -29,19 +29,21 @@ from magicgui.widgets import (
 )
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.layers import Image
 
 from ..compute.backend import gpu_available
 from ..compute.ptycho import PtychoResult, PtychoStep, ptychography_iter
 from ._common import (
     META,
-    LayerError,
-    Runner,
     add_or_update,
+    datacube_choices,
     datacube_of,
+    follow_layers,
     guarded,
-    is_datacube_layer,
+    LayerError,
+    probe_choices,
+    probe_of,
     real_space_layer,
+    Runner,
 )
 from .diffraction_view import diffraction_view
 
@@ -78,9 +80,11 @@ class PtychoWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
-        self.probe_layer = ComboBox(label='vacuum probe',
-                                    choices=self._probes)
+        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.probe_layer = ComboBox(
+            label='vacuum probe',
+            choices=probe_choices(viewer, '(none: aperture from the semiangle)'),
+        )
         self.defocus = FloatSpinBox(label='defocus (Å, = −C1)', min=-1e5,
                                     max=1e5, step=10)
         self.rotation = FloatSpinBox(label='rotation (°)', min=-360,
@@ -119,9 +123,7 @@ class PtychoWidget(Container):
             guarded(self.run, self.runner.status))
         self.runner.cancel_button.changed.connect(self._stop.set)
         self.cube_layer.changed.connect(guarded(self.load, self.status))
-        for event in (viewer.layers.events.inserted,
-                      viewer.layers.events.removed):
-            event.connect(self.reset_choices)
+        follow_layers(self, viewer)
         self.native.destroyed.connect(lambda *_: self._close())
         self.load()
 
@@ -132,23 +134,9 @@ class PtychoWidget(Container):
         if '_stop' not in vars(self):
             return
         self._stop.set()
-        for event in (self.viewer.layers.events.inserted,
-                      self.viewer.layers.events.removed):
-            event.disconnect(self.reset_choices)
         if self._calibration is not None:
             self._calibration.events.all.disconnect(self._refresh)
             self._calibration = None
-
-    def _cubes(self, _=None):
-        return [(lay.name, lay) for lay in self.viewer.layers
-                if is_datacube_layer(lay)]
-
-    def _probes(self, _=None):
-        images = [lay for lay in self.viewer.layers
-                  if isinstance(lay, Image) and lay.ndim == 2 and not lay.rgb]
-        return [('(none: aperture from the semiangle)', None)] + [
-            (lay.name, lay) for lay in images
-        ]
 
     # -- calibration ---------------------------------------------------
     def load(self, *_):
@@ -201,7 +189,7 @@ class PtychoWidget(Container):
         layer = self.cube_layer.value
         cube = datacube_of(layer)
         probe_layer = self.probe_layer.value
-        vacuum = None if probe_layer is None else np.asarray(probe_layer.data)
+        vacuum = None if probe_layer is None else probe_of(probe_layer)
         if vacuum is not None and vacuum.shape != cube.detector_shape:
             raise LayerError(
                 f'Vacuum probe layer {probe_layer.name!r} has shape '

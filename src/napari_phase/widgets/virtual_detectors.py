@@ -39,9 +39,10 @@ from ..compute.detectors import (
 from ._common import (
     META,
     add_or_update,
+    datacube_choices,
     datacube_of,
+    follow_layers,
     guarded,
-    is_datacube_layer,
     real_space_layer,
 )
 from .diffraction_view import (
@@ -134,7 +135,7 @@ class VirtualDetectors(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
         self.view = diffraction_view(viewer)
-        self.cube_layer = ComboBox(label='datacube', choices=self._cubes)
+        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
         self.bf_button = PushButton(text='Add BF')
         self.adf_button = PushButton(text='Add ADF')
         self.status = Label(value='')
@@ -161,15 +162,10 @@ class VirtualDetectors(Container):
         self.bf_button.changed.connect(guarded(self.add_bf, self.status))
         self.adf_button.changed.connect(guarded(self.add_adf, self.status))
         self.cube_layer.changed.connect(self._on_cube)
-        for event in (viewer.layers.events.inserted,
-                      viewer.layers.events.removed):
-            event.connect(self.reset_choices)
+        follow_layers(self, viewer)
         self._on_cube()
 
     # --- layers -----------------------------------------------------------
-    def _cubes(self, _=None):
-        return [(lay.name, lay) for lay in self.viewer.layers
-                if is_datacube_layer(lay)]
 
     def _shapes_layer(self):
         layers = self.view.model.layers
@@ -218,9 +214,6 @@ class VirtualDetectors(Container):
         self._closed = True
         self.shapes.events.data.disconnect(self._on_data)
         self.shapes.events.set_data.disconnect(self.schedule)
-        for event in (self.viewer.layers.events.inserted,
-                      self.viewer.layers.events.removed):
-            event.disconnect(self.reset_choices)
         if self._calibration is not None:
             self._calibration.events.disconnect(self._on_calibration)
         if self.worker is not None:
