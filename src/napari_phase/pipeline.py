@@ -25,6 +25,7 @@ from .compute.dpc import dpc
 from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import ptychography_iter
+from .io.layers import real_space_layer
 from .recipe import STEP_ORDER, RecipeError, validate
 
 PTYCHO_DEFAULT_ITERATIONS = inspect.signature(
@@ -57,13 +58,6 @@ class PipelineResult:
         """The layers, for :func:`napari_phase.save_results`."""
         return self.layers
 
-
-def real_space_layer(*args, **kwargs):
-    """The widgets' layer-data tuple of a result (imported on use, so
-    that importing the pipeline does not import napari)."""
-    from .widgets._common import real_space_layer as layer
-
-    return layer(*args, **kwargs)
 
 
 def steps_to_run(recipe: dict, methods=None) -> list[str]:
@@ -190,9 +184,7 @@ def _parallax(params, cube, recipe, run, **_):
     kwargs = _method_kwargs(params, recipe)
     result = yield from _fractions('parallax', parallax_steps(cube, **kwargs))
     run.results['parallax'] = result
-    from .widgets.parallax_widget import _write_calibration
-
-    _write_calibration(run.calibration, result)  # exactly as the widget
+    run.calibration.update(**result.calibration_update())
     source = {'source': cube.source}
     for key, name in (('aligned', 'parallax BF'),
                       ('upsampled', 'parallax upsampled'),

@@ -113,6 +113,27 @@ class ParallaxResult:
         """C1 = C10 = −defocus (Å)."""
         return self.aberrations['C10']
 
+    def calibration_update(self) -> dict:
+        """The fitted values to hand on through the shared calibration
+        (``calibration.update(**result.calibration_update())``): rotation,
+        transpose and C1 together (one half-turn), and only the higher
+        aberrations the data support. Empty when no parallax was found."""
+        if self.rotation_deg is None:
+            return {}
+        aberrations = {}
+        for key, ok in self.significant.items():
+            if ok and key != 'C10':
+                azimuth = f'phi{key[1:]}'
+                aberrations[key] = self.aberrations[key]
+                aberrations[azimuth] = self.aberrations[azimuth]
+        return dict(
+            rotation_deg=float(self.rotation_deg),
+            transpose=bool(self.transpose),
+            C1=float(self.C1),
+            aberrations=aberrations,
+            half_turn=f'parallax: {self.half_turn}',
+        )
+
 
 def parallax(
     cube: DataCube,

@@ -27,8 +27,7 @@ from ..compute.backend import to_numpy
 from ..compute.calibration import Calibration
 from ..compute.datacube import DataCube
 
-#: Key under which napari-phase keeps its objects in ``layer.metadata``
-#: (the same as ``widgets._common.META``).
+#: Key under which napari-phase keeps its objects in ``layer.metadata``.
 META = 'napari_phase'
 UNITS = ('mrad', 'mrad', 'angstrom', 'angstrom')
 AXIS_LABELS = ('kx', 'ky', 'x', 'y')
@@ -76,3 +75,25 @@ def probe_layers(probe, calibration: Calibration, name: str) -> list[tuple]:
         metadata={META: {'probe': probe, 'calibration': calibration}},
     )
     return [(probe[:, :, None, None], attrs, 'image')]
+
+def real_space_layer(
+    image,
+    name: str,
+    pixel_size: float,
+    parameters: dict,
+    origin: tuple[float, float] = (0.0, 0.0),
+    layer_type: str = 'image',
+    **kwargs,
+):
+    """LayerDataTuple for a scan-frame image with pixels of ``pixel_size``
+    Å whose pixel (0, 0) sits at ``origin`` (Å, relative to scan position
+    (0, 0)); ``parameters`` (every parameter used) go into metadata."""
+    attrs = dict(
+        name=name,
+        scale=(pixel_size, pixel_size),
+        translate=tuple(origin),
+        units=('angstrom', 'angstrom'),
+        axis_labels=('x', 'y'),
+        metadata={META: {'parameters': parameters}},
+    )
+    return (np.asarray(image), attrs | kwargs, layer_type)

@@ -12,9 +12,8 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 
 from ..compute.datacube import DataCube
+from ..io.layers import META, real_space_layer  # noqa: F401 (for widgets)
 
-#: Key under which napari-phase keeps its objects in ``layer.metadata``.
-META = 'napari_phase'
 
 
 class LayerError(ValueError):
@@ -78,28 +77,6 @@ def follow_layers(widget: Container, viewer) -> None:
 
     widget.native.destroyed.connect(stop)
 
-
-def real_space_layer(
-    image,
-    name: str,
-    pixel_size: float,
-    parameters: dict,
-    origin: tuple[float, float] = (0.0, 0.0),
-    layer_type: str = 'image',
-    **kwargs,
-):
-    """LayerDataTuple for a scan-frame image with pixels of ``pixel_size``
-    Å whose pixel (0, 0) sits at ``origin`` (Å, relative to scan position
-    (0, 0)); ``parameters`` (every parameter used) go into metadata."""
-    attrs = dict(
-        name=name,
-        scale=(pixel_size, pixel_size),
-        translate=tuple(origin),
-        units=('angstrom', 'angstrom'),
-        axis_labels=('x', 'y'),
-        metadata={META: {'parameters': parameters}},
-    )
-    return (np.asarray(image), attrs | kwargs, layer_type)
 
 
 def add_or_update(viewer, layer_tuple):

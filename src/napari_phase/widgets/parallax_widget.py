@@ -100,6 +100,7 @@ class ParallaxWidget(Container):
         self.runner = Runner('Run parallax', 'Parallax')
         self.table = Table(value=_table_value({}, {}, {}))
         self.summary = Label(value='')
+        self.summary.native.setWordWrap(True)
         super().__init__(
             widgets=[
                 self.cube_layer,
@@ -150,7 +151,6 @@ class ParallaxWidget(Container):
         layer = self.cube_layer.value
         cube = datacube_of(layer)
         params = self.parameters()
-        self._source = layer.name
 
         def job():
             return (yield from parallax_steps(cube, **params))
@@ -161,15 +161,15 @@ class ParallaxWidget(Container):
         """Layers, table and calibration from a finished run."""
         self.result = result
         fitted = dict(
-            rotation_deg=result.rotation_deg,
-            transpose=result.transpose,
+            fitted_rotation_deg=result.rotation_deg,
+            fitted_transpose=result.transpose,
             aberrations=result.aberrations,
             half_turn=result.half_turn,
         )
         parameters = (
             result.parameters
             | fitted
-            | {'method': 'parallax', 'source': self._source}
+            | {'method': 'parallax', 'source': cube.source}
         )
         for image, name in (
             (result.aligned, ALIGNED),
@@ -195,7 +195,7 @@ class ParallaxWidget(Container):
             result.aberrations, result.uncertainties, result.significant
         )
         self.summary.value = _summary(result)
-        _write_calibration(cube.calibration, result)
+        cube.calibration.update(**result.calibration_update())
 
     def _show_shifts(self, result, q_pixel_mrad, parameters):
         """Arrows at the BF pixels (mrad, as the patterns of the
@@ -269,21 +269,3 @@ def _summary(result: ParallaxResult) -> str:
         [head, f'upsampling ×{result.upsample_factor:g}', *result.warnings]
     )
 
-
-def _write_calibration(calibration, result: ParallaxResult) -> None:
-    """Fitted values into THE calibration; only coefficients the data
-    support (significant) are handed on."""
-    if result.rotation_deg is None:
-        return
-    aberrations = {}
-    for key, ok in result.significant.items():
-        if ok and key != 'C10':
-            aberrations[key] = result.aberrations[key]
-            aberrations[f'phi{key[1:]}'] = result.aberrations[f'phi{key[1:]}']
-    calibration.update(
-        rotation_deg=float(result.rotation_deg),
-        transpose=bool(result.transpose),
-        C1=float(result.C1),
-        aberrations=aberrations,
-        half_turn=f'parallax: {result.half_turn}',
-    )

@@ -198,7 +198,7 @@ class PtychoWidget(Container):
             )
         params = self.parameters()
         self._params = params | {'method': 'ptychography',
-                                 'source': layer.name}
+                                 'source': cube.source}
         self._stop.clear()
         self._last_step = self._outcome = self.result = None
         self._latest = self._latest_phase = None
