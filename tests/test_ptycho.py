@@ -219,3 +219,21 @@ def test_index_and_slice_patch_access_agree():
     assert np.array_equal(out['slices'][0][1], obj[3:11, 5:13])
     overlap = values[0, 3, 5] + values[1, 0, 0] + values[2, 0, 0]
     assert out['slices'][1][3, 5] == pytest.approx(overlap)
+
+
+def test_half_turn_check_flags_a_flipped_calibration():
+    """(θ + 180°, −C1) explains the same intensities with conj(O): the
+    phase comes out negatively skewed and the result says so."""
+    sim = simulate(scan_shape=(16, 16), detector_shape=(64, 64), C1=100.0,
+                   dose=None, seed=2)
+    truth = sim.truth
+    good = ptychography(sim.datacube, defocus=-truth['C1'],
+                        rotation_deg=truth['rotation_deg'],
+                        transpose=truth['transpose'], num_iter=8,
+                        fix_probe=True)
+    flipped = ptychography(sim.datacube, defocus=truth['C1'],
+                           rotation_deg=truth['rotation_deg'] + 180,
+                           transpose=truth['transpose'], num_iter=8,
+                           fix_probe=True)
+    assert good.half_turn_check.startswith('half-turn consistent')
+    assert 'negatively skewed' in flipped.half_turn_check

@@ -42,8 +42,10 @@ from .backend import (
 from .com import center_of_mass
 from .datacube import DataCube
 from .geometry import scan_to_detector
+from .halfturn import positive_phase_sign
 from .optics import fourier_probe
 from .ptycho_kernels import CPU_CHUNK, Engine, Geometry, intensity_centre
+from .reduce import run_steps
 
 #: |defocus| above this (Å) is taken for a unit mistake.
 MAX_DEFOCUS = 1e5
@@ -76,6 +78,20 @@ class PtychoResult:
     def phase(self) -> np.ndarray:
         """Phase of ``object_cropped`` (rad)."""
         return _phase(self.object_cropped)
+
+    @property
+    def half_turn_check(self) -> str:
+        """Whether the phase agrees with the half-turn of (θ, C1) it was
+        given (compute/halfturn.py): a negatively skewed phase means the
+        calibration's pair is probably (θ + 180°, −C1) away from the truth."""
+        sign, _, text = positive_phase_sign(self.phase)
+        if sign > 0:
+            return f'half-turn consistent ({text})'
+        return (
+            'the phase is negatively skewed: the calibration\'s rotation '
+            'and C1 are probably the other half-turn (θ + 180°, −C1); '
+            f'{text}'
+        )
 
     @property
     def amplitude(self) -> np.ndarray:
@@ -120,12 +136,7 @@ class PtychoStep:
 def ptychography(cube: DataCube, vacuum_probe=None, **kwargs) -> PtychoResult:
     """Reconstruct ``cube``: see :func:`ptychography_iter` for the
     parameters; runs all iterations and returns the result."""
-    steps = ptychography_iter(cube, vacuum_probe, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_steps(ptychography_iter(cube, vacuum_probe, **kwargs))
 
 
 def ptychography_iter(

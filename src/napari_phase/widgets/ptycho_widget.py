@@ -299,5 +299,5 @@ class PtychoWidget(Container):
         self.runner.describe(
             f'{"Stopped" if stopped else "Done"} after {done} iteration(s)'
             + (f', error {result.errors[-1]:.4g}' if result.errors else '')
-            + '.'
+            + f'; {result.half_turn_check}.'
         )
