@@ -50,7 +50,7 @@ def main(argv=None) -> dict:
     python = None if args.ours_only else py4dstem_python(args.python)
     data = dataset.prepare(BUILD, dataset.QUICK if args.quick
                            else dataset.SEED)
-    floor = floors.measure(np.load(data['files']['cube_npy']))
+    cube, floor = np.load(data['files']['cube_npy']), None
     config = {
         'files': data['files'], 'parameters': data['parameters'],
         'calibration': data['calibration'], 'truth': data['truth'],
@@ -60,6 +60,7 @@ def main(argv=None) -> dict:
     }
     runs = {tool: [] for tool in tools}
     for repeat in range(args.repeats):
+        floor = floors.measure(cube, floor)
         order = tools if repeat % 2 == 0 else tools[::-1]
         for tool in order:
             folder = out / 'runs' / f'{tool}-{repeat}'
@@ -311,14 +312,14 @@ def _quality_cell(tool, image) -> str:
 def _floor_lines(report) -> list[str]:
     read, fft = report['floors']['read'], report['floors']['fft']
     return [
-        'Floors on this machine (best of 5):',
+        'Floors on this machine (best of 5 before each round of runs):',
         f"- one read pass over the cube (np.sum): {read['seconds'] * 1e3:.3g}"
         f" ms ({read['GB_per_s']:.1f} GB/s): the floor of read-bound stages "
         '(mean pattern, virtual images, CoM);',
         f"- complex64 FFT of one pattern (scipy.fft, {fft['workers']} "
         f"workers, batched): {fft['seconds_per_fft'] * 1e6:.0f} µs "
         f"({fft['GFLOP_per_s']:.1f} GFLOP/s), so one ptychography iteration "
-        f"(2 FFTs per pattern) takes ≥ {fft['ptycho_iteration_seconds']:.2f}"
+        f"(2 FFTs per pattern) takes ≥ {fft['ptycho_iteration_seconds']:.3g}"
         ' s.',
     ]
 
