@@ -47,7 +47,7 @@ PARALLAX_STEPS = (
 
 def main(config_path: str) -> None:
     import napari_phase
-    from napari_phase.compute.probe import fit_probe, q_pixel_from_semiangle
+    from napari_phase import fit_probe, q_pixel_from_semiangle
 
     config = json.loads(Path(config_path).read_text())
     out, files = Path(config['out']), config['files']
@@ -88,11 +88,7 @@ def main(config_path: str) -> None:
 
 
 def _virtual(rec, cube, repeats):
-    from napari_phase.compute.detectors import (
-        adf_mask,
-        bf_mask,
-        virtual_images,
-    )
+    from napari_phase import adf_mask, bf_mask, virtual_images
 
     shape = cube.detector_shape
     masks = [bf_mask(cube.calibration, shape),
@@ -101,7 +97,7 @@ def _virtual(rec, cube, repeats):
 
 
 def _dpc(rec, cube, mean, repeats, result, out):
-    from napari_phase.compute.dpc import dpc
+    from napari_phase import dpc
 
     mask = mean > 0.8 * mean.max()
     solved = rec.run('DPC', lambda: dpc(cube, mask=mask), repeats)
@@ -113,7 +109,7 @@ def _dpc(rec, cube, mean, repeats, result, out):
 
 def _parallax(rec, cube, result, out):
     """Parallax timed step by step, from the progress it yields."""
-    from napari_phase.compute.parallax import parallax_steps
+    from napari_phase import parallax_steps
 
     steps = parallax_steps(
         cube, threshold_intensity=0.6, edge_blend=2,
@@ -151,7 +147,7 @@ def _ptychography(rec, cube, probe, config, result, out):
     """Preprocessing (building the reconstruction), then
     ``ptycho_iterations`` iterations timed together; the final cropping
     into the scan frame is not timed (as for py4DSTEM's object_cropped)."""
-    from napari_phase.compute.ptycho import ptychography_iter
+    from napari_phase import ptychography_iter
 
     geometry = ptycho_geometry(config, result['fits'].get('parallax'))
     result['fits']['ptycho_input'] = geometry
