@@ -25,9 +25,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import dask
 import numpy as np
 from scipy import ndimage
 
@@ -36,6 +38,7 @@ from .backend import (
     available_memory,
     device_xp,
     fft_of,
+    is_dask,
     iterate_scan_rows,
     to_numpy,
 )
@@ -179,9 +182,18 @@ def ptychography_iter(
     ``amplitude_max``) or 'potential' (O = exp(iV), V ≥ 0 with
     ``object_positivity``). ``object_padding_px``: margin (px) between the
     outermost probe centre and the object edge, ≥ N//2 (default N//2).
-    ``device`` 'cpu'/'gpu' (falls back to the CPU with a warning);
-    ``storage`` 'cpu' keeps the amplitudes in host memory and streams
-    batches to the GPU. ``progress(fraction)`` after every batch;
+    ``device`` 'cpu'/'gpu' (falls back to the CPU with a warning).
+    ``storage``: where the measured amplitudes live. The device (default
+    for in-memory data) or 'cpu' (host memory, batches streamed to the
+    GPU) hold all of them, computed in one pass; 'lazy' (default for dask
+    data) holds none: each mini-batch is read from ``cube.data`` when it
+    is needed (see :class:`_StreamedBatches`: batches are shuffled groups
+    of whole scan blocks inside dask chunks, so every iteration reads the
+    data once, chunk by chunk), memory is a few batches, not the cube, and
+    the shifted probes are not cached. The batch order differs from the
+    held storages' (a random permutation of single patterns), so the
+    result differs from theirs by the order of the updates only.
+    ``progress(fraction)`` after every batch;
     ``stop()`` is checked after every batch and ends the run (the partial
     result is returned).
     """
@@ -204,14 +216,18 @@ def estimate_memory(
     chunk_size: int,
     cache_probes: bool = False,
     amplitudes_on_device: bool = True,
+    stored_patterns: int | None = None,
 ) -> dict[str, int]:
     """Bytes a reconstruction holds on its device, by part, and 'total':
-    the amplitudes (float32), the cached shifted probes (complex64, fixed
-    probe only), the per-chunk working set (about 8 complex arrays of a
-    chunk of patterns) and the object with its gradient arrays."""
+    the amplitudes (float32) of ``stored_patterns`` patterns (default all
+    ``n_patterns``; a lazy run holds two batches), the cached shifted probes
+    (complex64, fixed probe only), the per-chunk working set (about 8
+    complex arrays of a chunk of patterns) and the object with its
+    gradient arrays."""
     pixels = int(np.prod(detector_shape))
+    stored = n_patterns if stored_patterns is None else stored_patterns
     parts = {
-        'amplitudes': n_patterns * pixels * 4 if amplitudes_on_device else 0,
+        'amplitudes': stored * pixels * 4 if amplitudes_on_device else 0,
         'probe cache': n_patterns * pixels * 8 if cache_probes else 0,
         'working set': chunk_size * pixels * 8 * 8,
         'object': int(np.prod(object_shape)) * 32,
@@ -233,8 +249,10 @@ class _Run:
         p = self.params
         self.xp = device_xp(p['device'])
         if self.xp is np:  # asked for, or fallen back to (with a warning)
-            p['device'] = p['storage'] = 'cpu'
-        self.storage_xp = np if p['storage'] == 'cpu' else self.xp
+            p['device'] = 'cpu'
+            p['storage'] = 'lazy' if p['storage'] == 'lazy' else 'cpu'
+        self.lazy = p['storage'] == 'lazy'
+        self.storage_xp = np if p['storage'] in ('cpu', 'lazy') else self.xp
         n = cube.detector_shape[0]
         cal = cube.calibration
         self.pixel_size = 1.0 / (n * cal.q_pixel_inv_A)
@@ -258,7 +276,15 @@ class _Run:
         fit = com.fit.reshape(2, -1).T
         beam = fit - np.round(fit)
         probe = self._initial_probe(vacuum_probe, beam[self.active].mean(0))
-        amplitudes = _centred_amplitudes(cube.data, com.fit, self.storage_xp)
+        shifts = np.round(fit).astype(np.int64)
+        if self.lazy:
+            amplitudes = None
+            self.batches = _StreamedBatches(cube.data, shifts, active,
+                                            self.batch)
+        else:
+            amplitudes = _centred_amplitudes(cube.data, shifts,
+                                             self.storage_xp)
+            self.batches = _HeldBatches(self.active, self.batch)
         self.probe_centre = intensity_centre(probe, np)
         geometry = Geometry.from_centres(self.centres, n, beam)
         self.engine = Engine(
@@ -304,10 +330,12 @@ class _Run:
             return estimate_memory(
                 count, self.cube.detector_shape, self.object_shape, chunk,
                 cache, self.storage_xp is xp,
+                stored_patterns=2 * batch if self.lazy else count,
             )
 
         chunk = min(batch, CPU_CHUNK) if on_cpu else batch
-        cache = p['fix_probe'] and need(chunk, True)['total'] < free // 2
+        cache = (p['fix_probe'] and not self.lazy
+                 and need(chunk, True)['total'] < free // 2)
         parts = need(chunk, cache)
         if not on_cpu and parts['total'] > free:
             per_pattern = need(1, False)['working set']
@@ -366,15 +394,14 @@ class _Run:
     def iterate(self, progress, stop):
         p = self.params
         rng = np.random.default_rng(p['seed'])
-        n_batches = math.ceil(len(self.active) / self.batch)
-        total_batches = max(1, p['num_iter'] * n_batches)
         for iteration in range(p['num_iter']):
-            order = rng.permutation(self.active)
+            plan = self.batches.plan(rng)
             error = 0.0
-            for b, batch in enumerate(np.array_split(order, n_batches)):
-                error = error + self.engine.update(batch)
+            for b, batch in enumerate(self.batches.read(plan)):
+                error = error + self.engine.update(*batch)
                 if progress is not None:
-                    progress((iteration * n_batches + b + 1) / total_batches)
+                    progress((iteration + (b + 1) / len(plan))
+                             / p['num_iter'])
                 if stop is not None and stop():
                     return self.result()
             self.engine.constrain(
@@ -466,9 +493,12 @@ def _checked_parameters(cube: DataCube, vacuum_probe, params: dict) -> dict:
     if params['object_type'] not in ('complex', 'potential'):
         raise ValueError("object_type must be 'complex' or 'potential', "
                          f'not {params["object_type"]!r}')
-    if params['storage'] not in (None, 'cpu', params['device']):
-        raise ValueError("storage must be None or 'cpu' (keep the data in "
-                         f"host memory), not {params['storage']!r}")
+    if params['storage'] not in (None, 'cpu', 'lazy', params['device']):
+        raise ValueError(
+            "storage must be None, 'cpu' (keep the amplitudes in host "
+            "memory) or 'lazy' (read each batch from the data), not "
+            f"{params['storage']!r}"
+        )
     for name, low in (('num_iter', 0), ('max_batch_size', 1)):
         if int(params[name]) != params[name] or params[name] < low:
             raise ValueError(f'{name} must be an integer ≥ {low}')
@@ -476,31 +506,134 @@ def _checked_parameters(cube: DataCube, vacuum_probe, params: dict) -> dict:
         raise ValueError('step_size must be > 0')
     if not 0 <= params['normalization_min'] <= 1:
         raise ValueError('normalization_min must be in [0, 1]')
-    params['storage'] = params['storage'] or params['device']
+    params['storage'] = params['storage'] or (
+        'lazy' if is_dask(cube.data) else params['device']
+    )
     params['vacuum_probe'] = vacuum_probe is not None
     params['calibration'] = cal.to_dict()
     return params
 
 
-def _centred_amplitudes(data, beam, storage_xp):
-    """√max(I, 0) of every pattern (J, N, N) float32 (NaN counts as 0),
-    rolled so that the whole-pixel part of ``beam`` (2, Rx, Ry; px) moves
-    to the FFT origin."""
+def _centred_amplitudes(data, shifts, storage_xp):
+    """:func:`_centred` amplitudes of every pattern (J, N, N), one pass
+    over ``data``; ``shifts`` (J, 2) whole px."""
     rx, ry, qx, qy = data.shape
-    shifts = np.round(beam).astype(np.int64).reshape(2, -1).T
     out = storage_xp.empty((rx * ry, qx, qy), np.float32)
     for rows, block in iterate_scan_rows(data):
-        block = to_numpy(block).reshape(-1, qx, qy).astype(np.float32)
-        np.nan_to_num(block, copy=False, nan=0.0)
-        np.sqrt(np.maximum(block, 0, out=block), out=block)
-        mine = shifts[rows.start * ry : rows.start * ry + len(block)]
-        for shift in np.unique(mine, axis=0):
-            pick = np.all(mine == shift, axis=1)
-            block[pick] = np.roll(block[pick], tuple(-shift), axis=(1, 2))
-        out[rows.start * ry : rows.start * ry + len(block)] = (
-            storage_xp.asarray(block)
-        )
+        block = to_numpy(block).reshape(-1, qx, qy)
+        mine = slice(rows.start * ry, rows.start * ry + len(block))
+        out[mine] = storage_xp.asarray(_centred(block, shifts[mine]))
     return out
+
+
+def _centred(patterns, shifts):
+    """√max(I, 0) float32 (NaN counts as 0) of ``patterns`` (B, N, N), each
+    rolled by −``shifts`` (B, 2; whole px, the beam's position) so that
+    its beam sits at the FFT origin. A new array."""
+    block = np.empty(patterns.shape, np.float32)
+    for shift in np.unique(shifts, axis=0):
+        pick = np.all(shifts == shift, axis=1)
+        mine = slice(None) if pick.all() else pick  # a view, not a copy
+        block[mine] = np.roll(patterns[mine], tuple(-shift), axis=(1, 2))
+    return np.sqrt(np.fmax(block, 0, out=block), out=block)  # fmax: NaN → 0
+
+
+class _HeldBatches:
+    """Mini-batches of amplitudes held by the engine: each iteration, the
+    active patterns in a seeded random order, split into equal batches."""
+
+    def __init__(self, active, batch: int):
+        self.active = active
+        self.count = math.ceil(len(active) / batch)
+
+    def plan(self, rng) -> list[np.ndarray]:
+        return np.array_split(rng.permutation(self.active), self.count)
+
+    def read(self, plan):
+        """(pattern indices, None) per batch (the engine has the data)."""
+        return ((batch, None) for batch in plan)
+
+
+class _StreamedBatches:
+    """Mini-batches read from the data as they are needed ('lazy' storage).
+
+    The scan is cut into blocks: rectangles of at most ``batch`` positions
+    inside one dask chunk (the whole scan for other arrays). Each
+    iteration shuffles the blocks (seeded) and packs them, in that order,
+    into batches of at most ``batch`` active patterns; a batch's blocks
+    are read in one dask computation and become centred amplitudes
+    (:func:`_centred`). So an iteration reads every chunk once, and memory
+    holds two batches of raw patterns and amplitudes (the one in use and
+    the next, read meanwhile)."""
+
+    def __init__(self, data, shifts, active, batch: int):
+        self.data, self.shifts, self.batch = data, shifts, batch
+        flat = np.arange(active.size).reshape(data.shape[:2])
+        self.blocks = []
+        for rows, cols in _scan_blocks(data, batch):
+            index = flat[rows, cols].ravel()
+            keep = active[index]
+            if keep.any():
+                self.blocks.append((rows, cols, keep, index[keep]))
+
+    def plan(self, rng) -> list[list[tuple]]:
+        groups, count = [[]], 0
+        for k in rng.permutation(len(self.blocks)):
+            size = len(self.blocks[k][3])
+            if groups[-1] and count + size > self.batch:
+                groups.append([])
+                count = 0
+            groups[-1].append(self.blocks[k])
+            count += size
+        return groups
+
+    def read(self, plan):
+        """(pattern indices, amplitudes (B, N, N) float32) per batch; the
+        next batch is read in a thread while this one is used."""
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self.read_group, plan[0])
+            for group in plan[1:]:
+                batch, pending = (pending.result(),
+                                  pool.submit(self.read_group, group))
+                yield batch
+            yield pending.result()
+
+    def read_group(self, group):
+        qx, qy = self.data.shape[2:]
+        blocks = [self.data[rows, cols] for rows, cols, _, _ in group]
+        if is_dask(self.data):
+            blocks = dask.compute(*blocks)
+        patterns = np.concatenate([
+            to_numpy(block).reshape(-1, qx, qy)[keep]
+            for block, (_, _, keep, _) in zip(blocks, group, strict=True)
+        ])
+        index = np.concatenate([g[3] for g in group])
+        return index, _centred(patterns, self.shifts[index])
+
+
+def _scan_blocks(data, batch: int) -> list[tuple[slice, slice]]:
+    """(rows, cols) rectangles of at most ``batch`` scan positions, each
+    inside one dask chunk of ``data`` (the whole scan for other arrays),
+    covering the scan."""
+    rx, ry = data.shape[:2]
+    chunks = data.chunks[:2] if is_dask(data) else ((rx,), (ry,))
+    row_chunks, col_chunks = (_spans(sizes) for sizes in chunks)
+    blocks = []
+    for rows in row_chunks:
+        for cols in col_chunks:
+            width = min(cols.stop - cols.start, batch)
+            height = max(1, batch // width)
+            for r in range(rows.start, rows.stop, height):
+                for c in range(cols.start, cols.stop, width):
+                    blocks.append((slice(r, min(r + height, rows.stop)),
+                                   slice(c, min(c + width, cols.stop))))
+    return blocks
+
+
+def _spans(sizes) -> list[slice]:
+    """Consecutive slices of the given lengths."""
+    ends = np.cumsum(sizes)
+    return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends, strict=True)]
 
 
 def _vacuum_aperture(intensity):

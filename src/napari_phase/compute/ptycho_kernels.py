@@ -150,7 +150,8 @@ class Engine:
     """State and one mini-batch update of single-slice ptychography.
 
     ``amplitudes`` (J, N, N) float32 are FFT-origin centred (device or
-    host: host batches are copied over); ``probe`` (N, N) complex64 is
+    host: host batches are copied over; None when every batch brings its
+    own, see :meth:`update`); ``probe`` (N, N) complex64 is
     centred; ``obj`` (M, M) complex64 is the transmission function (with
     ``potential`` (M, M) float32 when the object type is 'potential').
     """
@@ -218,9 +219,11 @@ class Engine:
         return cache
 
     # -- one mini-batch ------------------------------------------------
-    def update(self, batch: np.ndarray):
+    def update(self, batch: np.ndarray, amplitudes=None):
         """One gradient step on the patterns ``batch`` (host int array);
-        returns Σ(A − |Ψ|)² over the batch (0-d device array)."""
+        returns Σ(A − |Ψ|)² over the batch (0-d device array).
+        ``amplitudes``: the batch's own (B, N, N), in batch order (a batch
+        streamed from lazy data); default ``self.amplitudes[batch]``."""
         xp = self.xp
         gradient = xp.zeros(self.obj.shape, np.complex64)
         illumination = self.illumination(batch)
@@ -231,7 +234,11 @@ class Engine:
         probe_k = None if self.cache is not None else self.fft.fft2(self.probe)
         for start in range(0, len(batch), self.chunk):
             index = batch[start : start + self.chunk]
-            error = error + self._chunk(index, probe_k, gradient,
+            measured = (
+                self.amplitudes[index] if amplitudes is None
+                else amplitudes[start : start + self.chunk]
+            )
+            error = error + self._chunk(index, measured, probe_k, gradient,
                                         probe_terms)
         self._update_object(gradient, illumination)
         if probe_terms is not None:
@@ -257,7 +264,7 @@ class Engine:
         )[: shape[0], : shape[1]]
         return xp.maximum(spread, 0).astype(np.float32)
 
-    def _chunk(self, index, probe_k, gradient, probe_terms):
+    def _chunk(self, index, measured, probe_k, gradient, probe_terms):
         xp, fft, access = self.xp, self.fft, self.access
         corners = self.geometry.corners[index]
         probes = (
@@ -273,7 +280,7 @@ class Engine:
         else:
             waves = probes * patches
         waves = fft.fft2(waves, overwrite_x=True)
-        amplitudes = xp.array(self.amplitudes[index], copy=True)
+        amplitudes = xp.array(measured, copy=True)
         error = fourier_residual(waves, amplitudes, xp)
         residual = fft.ifft2(waves, overwrite_x=True)
         if probe_terms is not None:
