@@ -58,6 +58,10 @@ def _compute_on_cluster(client, arrays, progress: ProgressCallback):
     return dask.compute(*persisted)
 
 
+#: Patterns reduced together by mean_and_max_pattern (a few MB: in cache).
+_CACHE_PATTERNS = 16
+
+
 def mean_and_max_pattern(
     data, progress: ProgressCallback | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -73,15 +77,21 @@ def mean_and_max_pattern(
         )
         return mean.astype(np.float32), peak.astype(np.float32)
     xp = xp_of(data)
-    total = xp.zeros(data.shape[2:], dtype=np.float64)
-    peak = xp.full(data.shape[2:], -np.inf, dtype=np.float32)
+    n_q = data.shape[2] * data.shape[3]
+    total = xp.zeros(n_q, dtype=np.float64)
+    peak = xp.full(n_q, -np.inf, dtype=np.float32)
     for rows, block in iterate_scan_rows(data):
-        total += block.sum(axis=(0, 1), dtype=np.float64)
-        xp.maximum(peak, block.max(axis=(0, 1)), out=peak)
+        patterns = block.reshape(-1, n_q)
+        # A few patterns at a time stay in cache for both reductions.
+        for start in range(0, len(patterns), _CACHE_PATTERNS):
+            part = patterns[start : start + _CACHE_PATTERNS]
+            total += xp.add.reduce(part, axis=0, dtype=np.float32)
+            xp.maximum(peak, part.max(axis=0), out=peak)
         if progress:
             progress(rows.stop / data.shape[0])
     n = data.shape[0] * data.shape[1]
-    return (total / n).astype(np.float32), peak
+    shape = data.shape[2:]
+    return (total / n).astype(np.float32).reshape(shape), peak.reshape(shape)
 
 
 def detector_sums(
