@@ -84,7 +84,7 @@ def dpc(
     padding_factor: float = 2.0,
     max_iter: int = 64,
     step_size: float = 1.0,
-    tolerance: float = 1e-4,
+    tolerance: float = 1e-3,
     progress: ProgressCallback | None = None,
 ) -> DPCResult:
     """DPC phase (radians) of ``cube``; the cube is not modified.
@@ -352,7 +352,7 @@ def integrate_gradient(
     padding_factor: float = 2.0,
     max_iter: int = 64,
     step_size: float = 1.0,
-    tolerance: float = 1e-4,
+    tolerance: float = 1e-3,
 ):
     """φ whose gradient best fits ``gradient`` (2, Rx, Ry) on the scan.
 
