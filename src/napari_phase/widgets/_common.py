@@ -96,6 +96,33 @@ def add_or_update(viewer, layer_tuple):
     return viewer._add_layer_from_data(data, attrs, kind)
 
 
+class ComputeSettings:
+    """Where widget jobs compute lazy (dask) data: ``scheduler``, the
+    address of a dask.distributed scheduler ('tcp://host:8786'; 'local'
+    starts a LocalCluster for each run), or None for this machine's
+    threads. One shared instance, :data:`compute_settings`, is set by the
+    Dask cluster widget and read by every :class:`Runner` as a job
+    starts."""
+
+    scheduler: str | None = None
+
+
+compute_settings = ComputeSettings()
+
+
+def on_scheduler(job: Callable[[], Generator], address: str) -> Callable:
+    """``job`` (a generator function) run inside
+    ``use_scheduler(address)``: its dask computations go to that cluster
+    (an unreachable one raises SchedulerError, a message)."""
+    from ..compute.scheduler import use_scheduler
+
+    def run():
+        with use_scheduler(address):
+            return (yield from job())
+
+    return run
+
+
 class Runner(Container):
     """Run/Cancel buttons, a status line and a napari progress bar around
     a generator job.
@@ -104,7 +131,9 @@ class Runner(Container):
     run in a thread; each yield of a float in [0, 1] advances the progress
     bar, any other yielded value goes to ``on_yield`` (main thread); its
     return value goes to ``on_result`` (main thread). Errors are shown in
-    the status line and as a napari notification.
+    the status line and as a napari notification. With
+    ``compute_settings.scheduler`` set, the job's dask computations run on
+    that dask.distributed cluster (:func:`on_scheduler`).
     """
 
     def __init__(self, run_text: str = 'Run', description: str = ''):
@@ -132,6 +161,10 @@ class Runner(Container):
         if self.worker is not None:
             show_info(f'{self.description} is already running.')
             return None
+        address = compute_settings.scheduler
+        where = f' on {address}' if address else ''
+        if address:
+            job = on_scheduler(job, address)
         self._bar = napari_progress(total=100, desc=self.description)
         self.worker = create_worker(job, _ignore_errors=True)
         self.worker.yielded.connect(lambda value: self._yielded(value, on_yield))
@@ -141,7 +174,7 @@ class Runner(Container):
         self.worker.finished.connect(self._finished)
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self._set_status(f'{self.description}: running…')
+        self._set_status(f'{self.description}{where}: running…')
         self.worker.start()
         return self.worker
 
