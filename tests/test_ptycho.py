@@ -200,7 +200,7 @@ def test_memory_estimate_and_refusal(sim, monkeypatch):
     assert parts['probe cache'] == 400 * 64 * 64 * 8
     assert parts['total'] == sum(v for k, v in parts.items() if k != 'total')
     monkeypatch.setattr(ptycho, 'available_memory', lambda xp: 1 << 20)
-    with pytest.raises(MemoryError, match='free'):
+    with pytest.raises(MemoryError, match="free.*storage='lazy'"):
         ptychography(sim.datacube, **truth_params(sim))
 
 

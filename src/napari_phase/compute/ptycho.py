@@ -352,8 +352,11 @@ class _Run:
             detail = ', '.join(
                 f'{k} {_gigabytes(v)}' for k, v in parts.items()
             )
-            hint = ('' if on_cpu else " Use storage='cpu' to keep the "
-                    'amplitudes in host memory.')
+            hint = ''
+            if not self.lazy:
+                hint = " Use storage='lazy' (read each batch from the data)"
+                hint += '.' if on_cpu else (
+                    " or 'cpu' (amplitudes in host memory).")
             raise MemoryError(
                 f'{self.cube.source}: ptychography needs about {detail} on '
                 f'the {p["device"]} but only {_gigabytes(free)} is free. '
@@ -633,7 +636,8 @@ def _scan_blocks(data, batch: int) -> list[tuple[slice, slice]]:
 def _spans(sizes) -> list[slice]:
     """Consecutive slices of the given lengths."""
     ends = np.cumsum(sizes)
-    return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends, strict=True)]
+    return [slice(int(end - size), int(end))
+            for size, end in zip(sizes, ends, strict=True)]
 
 
 def _vacuum_aperture(intensity):
