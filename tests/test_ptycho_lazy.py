@@ -5,7 +5,7 @@ simulator's phase; the streamed amplitudes of every batch are exactly the
 in-memory amplitudes of its patterns; every iteration reads each pattern
 once (every read of the file is recorded); a subprocess reconstructing a
 225 MiB file peaks about the file's size lower with 'lazy' storage than
-with held amplitudes.
+with held amplitudes; a LocalCluster streams exactly what threads stream.
 """
 
 import json
@@ -172,3 +172,25 @@ def test_peak_memory_leaves_out_the_cube(sim, tmp_path):
     lazy = peak_rise(path, sim.datacube.calibration, 'lazy')
     held = peak_rise(path, sim.datacube.calibration, 'cpu')
     assert held - lazy > 0.75 * size_mb
+
+
+def test_a_local_cluster_streams_the_same_reconstruction(sim):
+    from distributed import LocalCluster, get_task_stream
+
+    from napari_phase.compute.scheduler import use_scheduler
+
+    data = da.from_array(sim.datacube.data, chunks=(5, 20, 64, 64))
+    cube = DataCube(data, sim.datacube.calibration)
+    options = FAST | dict(num_iter=3)
+    here = ptychography(cube, **options)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, \
+            use_scheduler(cluster.scheduler_address) as client:
+        with get_task_stream(client) as com_pass:
+            center_of_mass(data, descan='plane')
+        with get_task_stream(client) as tasks:
+            there = ptychography(cube, **options)
+    # the CoM pass, then the batches, were computed on the cluster
+    assert len(tasks.data) > len(com_pass.data) > 0
+    np.testing.assert_array_equal(there.object, here.object)
+    assert there.errors == here.errors
