@@ -25,6 +25,7 @@ from .compute.dpc import dpc
 from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import ptychography_iter
+from .compute.reduce import run_steps
 from .io.layers import real_space_layer
 from .recipe import STEP_ORDER, RecipeError, validate
 
@@ -108,14 +109,7 @@ def run_pipeline(
 ) -> PipelineResult:
     """:func:`pipeline` run to the end; ``progress`` gets every
     :class:`Progress`."""
-    steps = pipeline(cube, recipe, probe, methods)
-    while True:
-        try:
-            report = next(steps)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(report)
+    return run_steps(pipeline(cube, recipe, probe, methods), progress)
 
 
 def _fractions(step: str, generator):

@@ -62,6 +62,7 @@ from .backend import (
 from .datacube import DataCube
 from .halfturn import positive_phase_sign
 from .kde import kde_upsample
+from .reduce import run_steps
 
 #: Fewest BF pixels worth aligning.
 MIN_BF_PIXELS = 10
@@ -168,14 +169,7 @@ def parallax(
     parameters = {
         k: v for k, v in locals().items() if k not in ('cube', 'progress')
     }
-    steps = parallax_steps(cube, **parameters)
-    while True:
-        try:
-            fraction = next(steps)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(fraction)
+    return run_steps(parallax_steps(cube, **parameters), progress)
 
 
 def parallax_steps(

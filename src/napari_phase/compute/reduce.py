@@ -8,6 +8,8 @@ is computed and comes back as numpy; numpy and cupy come back as they went.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .backend import (
@@ -138,8 +140,9 @@ def iter_detector_sums(data, weights):
     return out
 
 
-def run_steps(steps, progress: ProgressCallback | None = None):
-    """Drive a generator that yields fractions done; return its value."""
+def run_steps(steps, progress: Callable | None = None):
+    """Drive a generator to its end, handing each yielded value (a
+    fraction done, a progress report) to ``progress``; return its value."""
     while True:
         try:
             done = next(steps)
