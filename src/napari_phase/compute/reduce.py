@@ -36,7 +36,8 @@ def compute_dask(*arrays, progress: ProgressCallback | None = None):
 
     class _Progress(Callback):
         def _start_state(self, dsk, state):
-            self._total = max(1, sum(len(state[k]) for k in ('ready', 'waiting')))
+            pending = state['ready'], state['waiting']
+            self._total = max(1, sum(len(tasks) for tasks in pending))
             self._done = 0
 
         def _posttask(self, key, result, dsk, state, worker_id):

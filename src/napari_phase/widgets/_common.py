@@ -140,7 +140,8 @@ class Runner(Container):
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text='Cancel', enabled=False)
         self.status = Label(value='')
-        self.status.native.setWordWrap(True)  # long reports must not widen the dock
+        # Long reports must not widen the dock.
+        self.status.native.setWordWrap(True)
         super().__init__(
             widgets=[self.run_button, self.cancel_button, self.status],
             labels=False,
@@ -167,7 +168,9 @@ class Runner(Container):
             job = on_scheduler(job, address)
         self._bar = napari_progress(total=100, desc=self.description)
         self.worker = create_worker(job, _ignore_errors=True)
-        self.worker.yielded.connect(lambda value: self._yielded(value, on_yield))
+        self.worker.yielded.connect(
+            lambda value: self._yielded(value, on_yield)
+        )
         self.worker.returned.connect(on_result)
         self.worker.errored.connect(self._errored)
         self.worker.aborted.connect(lambda: self._set_status('Cancelled.'))

@@ -38,7 +38,9 @@ class CalibrationWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.cube_layer = ComboBox(
+            label='datacube', choices=datacube_choices(viewer)
+        )
         self.probe_layer = ComboBox(
             label='vacuum probe',
             choices=probe_choices(viewer, '(mean pattern of the datacube)'),
@@ -90,8 +92,9 @@ class CalibrationWidget(Container):
         self.semiangle.value = semiangle
         self.energy_kv.value = energy / 1e3
         missing = cal.missing(*fields)
+        absent = ', '.join(FIELD_HELP[n] for n in missing)
         self.status.value = (
-            f'{layer.name!r} has no {", ".join(FIELD_HELP[n] for n in missing)}: '
+            f'{layer.name!r} has no {absent}: '
             f'defaults shown ({step:g} Å, {semiangle:g} mrad, '
             f'{energy / 1e3:g} kV); edit them, then Fit and Apply.'
             if missing else ''

@@ -91,7 +91,9 @@ class DPCWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.cube_layer = ComboBox(
+            label='datacube', choices=datacube_choices(viewer)
+        )
         self.mask = ComboBox(label='mask', choices=self._masks)
         self.threshold = FloatSpinBox(label='threshold (× max)', value=0.8,
                                       min=0.0, max=1.0, step=0.05)

@@ -58,7 +58,9 @@ class ParallaxWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.cube_layer = ComboBox(
+            label='datacube', choices=datacube_choices(viewer)
+        )
         self.threshold = FloatSpinBox(
             label='BF threshold',
             value=0.6,

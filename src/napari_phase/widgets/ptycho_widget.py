@@ -80,10 +80,14 @@ class PtychoWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.cube_layer = ComboBox(
+            label='datacube', choices=datacube_choices(viewer)
+        )
         self.probe_layer = ComboBox(
             label='vacuum probe',
-            choices=probe_choices(viewer, '(none: aperture from the semiangle)'),
+            choices=probe_choices(
+                viewer, '(none: aperture from the semiangle)'
+            ),
         )
         self.defocus = FloatSpinBox(label='defocus (Å, = −C1)', min=-1e5,
                                     max=1e5, step=10)

@@ -135,7 +135,9 @@ class VirtualDetectors(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
         self.view = diffraction_view(viewer)
-        self.cube_layer = ComboBox(label='datacube', choices=datacube_choices(viewer))
+        self.cube_layer = ComboBox(
+            label='datacube', choices=datacube_choices(viewer)
+        )
         self.bf_button = PushButton(text='Add BF')
         self.adf_button = PushButton(text='Add ADF')
         self.status = Label(value='')
