@@ -34,3 +34,4 @@ def add_cube():
         return viewer.add_layer(Layer.create(data, attrs, kind))
 
     return add
+

@@ -12,6 +12,7 @@ from napari_phase.widgets.calibration_widget import (
     CalibrationWidget,
 )
 from napari_phase.widgets.diffraction_view import diffraction_view
+from gui import click
 
 
 @pytest.fixture(scope='module')
@@ -20,7 +21,7 @@ def sim():
 
 
 def fit_and_wait(widget, qtbot):
-    widget.runner.run_button.clicked.emit()  # what a press emits
+    click(widget.runner.run_button)  # what a press emits
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10000)
 
 
@@ -53,7 +54,7 @@ def test_fit_and_apply(make_napari_viewer, qtbot, sim):
     q = 22.6 / expected.radius
     assert disk.scale[0] == pytest.approx(q)
 
-    widget.apply_button.clicked.emit()
+    click(widget.apply_button)
     cal = cube.calibration  # THE object, not a copy
     assert cal.probe_radius == pytest.approx(sim.truth['probe_radius'],
                                              abs=0.5)
@@ -82,11 +83,11 @@ def test_bad_input_is_a_message(make_napari_viewer, qtbot, sim, add_cube):
     viewer = make_napari_viewer()
     widget = CalibrationWidget(viewer)
     assert 'Open a 4D-STEM datacube' in widget.status.value
-    widget.apply_button.clicked.emit()  # no cube: message, no exception
+    click(widget.apply_button)  # no cube: message, no exception
     assert 'No datacube layer' in widget.status.value
     add_cube(viewer, sim.datacube)
     widget.probe_layer.value = viewer.add_image(np.ones((10, 10)), name='p')
-    widget.runner.run_button.clicked.emit()
+    click(widget.runner.run_button)
     assert "'p' has shape (10, 10)" in widget.runner.status.value
     widget.probe_layer.value = viewer.add_image(np.zeros((192, 192)),
                                                 name='dark')

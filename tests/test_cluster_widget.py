@@ -16,6 +16,7 @@ from napari_phase.compute import scheduler
 from napari_phase.widgets._common import compute_settings
 from napari_phase.widgets.cluster_widget import ClusterWidget
 from napari_phase.widgets.dpc_widget import PHASE, DPCWidget
+from gui import click
 
 UNREACHABLE = 'tcp://127.0.0.1:9'  # the discard port: nothing listens
 
@@ -42,7 +43,7 @@ def lazy_cube(small_sim):
 
 def run_dpc(widget, qtbot):
     widget.result = None
-    widget.runner.run_button.clicked.emit()
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60_000)
     return widget.result
 

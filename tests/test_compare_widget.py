@@ -5,6 +5,7 @@ import pytest
 
 from napari_phase.widgets._common import real_space_layer
 from napari_phase.widgets.compare_widget import PROFILE_LAYER, CompareWidget
+from gui import click
 
 
 def result_tuple(image, name, pixel, origin, source='scan.h5'):
@@ -76,7 +77,7 @@ def test_numbers_and_different_datasets(viewer_and_widget):
     viewer._add_layer_from_data(*result_tuple(
         coarse, 'other scan', 2.0, (4.0, -6.0), source='other.h5'))
     widget.layers.value = ['coarse', 'other scan']
-    widget.numbers_button.clicked.emit()
+    click(widget.numbers_button)
     assert 'different datasets' in widget.status.value
     assert "'other scan' from 'other.h5'" in widget.status.value
 

@@ -15,6 +15,7 @@ from napari_phase.widgets.dpc_widget import (
     DPCWidget,
     com_arrows,
 )
+from gui import click
 
 
 def test_widget_makes_layers_and_writes_calibration(
@@ -25,7 +26,7 @@ def test_widget_makes_layers_and_writes_calibration(
     viewer.window.add_dock_widget(widget)
     assert widget.write_calibration.value  # no rotation in it yet
     widget.mask.value = THRESHOLD
-    widget.runner.run_button.clicked.emit()
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
 
@@ -62,7 +63,7 @@ def test_widget_keeps_a_rotation_already_there(
     add_cube(viewer, cube)
     widget = DPCWidget(viewer)
     assert not widget.write_calibration.value
-    widget.runner.run_button.clicked.emit()
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
     assert cube.calibration.rotation_deg == -11.0
@@ -74,7 +75,7 @@ def test_widget_shows_bad_input(make_napari_viewer, qtbot, add_cube):
     data = np.ones((4, 4, 8, 8), np.float32)
     add_cube(viewer, DataCube(data, Calibration(), 'no calibration'))
     widget = DPCWidget(viewer)
-    widget.runner.run_button.clicked.emit()
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10_000)
     assert 'scan step' in widget.runner.status.value
     assert PHASE not in viewer.layers
@@ -105,7 +106,7 @@ def test_widget_uses_a_drawn_detector(make_napari_viewer, qtbot, cube,
     add_cube(viewer, cube)
     widget = DPCWidget(viewer)
     widget.mask.value = 'detector: my BF'
-    widget.runner.run_button.clicked.emit()
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
     params = viewer.layers[PHASE].metadata[META]['parameters']

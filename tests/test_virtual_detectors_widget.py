@@ -23,6 +23,7 @@ from napari_phase.widgets.virtual_detectors import (
     detector_masks,
     tint_color,
 )
+from gui import click
 
 
 @pytest.fixture
@@ -71,8 +72,8 @@ def test_presets_equal_numpy(tool, qtbot, cube):
     model = diffraction_view(viewer).model
     np.testing.assert_allclose(model.layers['mean pattern'].data,
                                cube.data.mean(axis=(0, 1)), rtol=1e-5)
-    widget.bf_button.clicked.emit()
-    widget.adf_button.clicked.emit()
+    click(widget.bf_button)
+    click(widget.adf_button)
     qtbot.waitUntil(lambda: 'virtual ADF' in viewer.layers, timeout=10000)
     settle(widget, qtbot)
     shape = cube.detector_shape
@@ -103,7 +104,7 @@ def test_presets_equal_numpy(tool, qtbot, cube):
 
 def test_moving_a_shape_updates_its_image(tool, qtbot, cube):
     viewer, widget = tool
-    widget.bf_button.clicked.emit()
+    click(widget.bf_button)
     qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=10000)
     settle(widget, qtbot)
     shapes = widget.shapes
@@ -160,7 +161,7 @@ def test_lazy_cube(make_napari_viewer, qtbot, cube):
     for layer_tuple in datacube_layers(lazy, 'lazy scan'):  # as read
         viewer._add_layer_from_data(*layer_tuple)
     widget = VirtualDetectors(viewer)
-    widget.bf_button.clicked.emit()
+    click(widget.bf_button)
     qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=10000)
     settle(widget, qtbot)
     mask = bf_mask(cube.calibration, cube.detector_shape)
@@ -181,7 +182,7 @@ def test_bad_shapes_and_uncalibrated_cube(make_napari_viewer, qtbot,
     add_cube(viewer, cube)
     widget = VirtualDetectors(viewer)
     settle(widget, qtbot)
-    widget.bf_button.clicked.emit()
+    click(widget.bf_button)
     assert 'missing probe centre' in widget.status.value
     assert 'probe calibration widget' in widget.status.value
     widget.shapes.add([circle_box((50, 50), 9)], shape_type='ellipse')

@@ -149,7 +149,7 @@ class Runner(Container):
         self.description = description or run_text
         self.worker = None
         self._bar = None
-        self.cancel_button.changed.connect(self.cancel)
+        on_click(self.cancel_button, self.cancel)
 
     def start(
         self,
@@ -216,6 +216,16 @@ class Runner(Container):
 
     def _set_status(self, text: str):
         self.status.value = text
+
+
+def on_click(button: PushButton, action: Callable,
+             status: Label | None = None) -> None:
+    """Run ``action()`` when ``button`` is pressed: the one way every
+    napari-phase button is wired. A real press sends the button's value
+    (``False``), which is dropped here; a bad-input error becomes a message
+    (see :func:`guarded`)."""
+    run = guarded(action, status)
+    button.changed.connect(lambda *_: run())
 
 
 def guarded(action: Callable, status: Label | None = None) -> Callable:

@@ -17,6 +17,7 @@ from magicgui.widgets import PushButton
 from ..compute.calibration import DEFAULTS, FIELD_HELP
 from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from ._common import (
+    on_click,
     datacube_choices,
     datacube_of,
     follow_layers,
@@ -66,9 +67,8 @@ class CalibrationWidget(Container):
             self.status,
         ])
         self.fit_result: tuple[object, ProbeFit] | None = None
-        self.runner.run_button.changed.connect(
-            guarded(self.fit, self.runner.status))
-        self.apply_button.changed.connect(guarded(self.apply, self.status))
+        on_click(self.runner.run_button, self.fit, self.runner.status)
+        on_click(self.apply_button, self.apply, self.status)
         self.cube_layer.changed.connect(guarded(self.load, self.status))
         follow_layers(self, viewer)
         self.load()

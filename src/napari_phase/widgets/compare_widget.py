@@ -33,7 +33,7 @@ from ..compute.compare import (
     fourier_ring_correlation,
     line_profile,
 )
-from ._common import LayerError, guarded
+from ._common import LayerError, guarded, on_click
 from .recipe_export import dataset_of, export_recipe
 
 PROFILE_LAYER = 'Profile line'
@@ -91,14 +91,10 @@ class CompareWidget(Container):
         self.profile = None
         self._line_layer = None
 
-        self.show_button.changed.connect(guarded(self.show, self.status))
-        self.line_button.changed.connect(guarded(self.draw_line, self.status))
-        self.numbers_button.changed.connect(
-            guarded(self.compute_numbers, self.status)
-        )
-        self.export_button.changed.connect(
-            guarded(self.export_recipe, self.status)
-        )
+        on_click(self.show_button, self.show, self.status)
+        on_click(self.line_button, self.draw_line, self.status)
+        on_click(self.numbers_button, self.compute_numbers, self.status)
+        on_click(self.export_button, self.export_recipe, self.status)
         self.layers.changed.connect(guarded(self.update_profile, self.status))
         for event in (viewer.layers.events.inserted,
                       viewer.layers.events.removed):

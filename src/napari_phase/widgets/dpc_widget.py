@@ -28,6 +28,7 @@ from ..compute.backend import to_numpy
 from ..compute.detectors import bf_mask
 from ..compute.dpc import DPCResult, dpc
 from ._common import (
+    on_click,
     add_or_update,
     datacube_choices,
     datacube_of,
@@ -119,8 +120,7 @@ class DPCWidget(Container):
         self.result: DPCResult | None = None
         self.fit_rotation.changed.connect(
             lambda fit: setattr(self.rotation, 'enabled', not fit))
-        self.runner.run_button.changed.connect(
-            guarded(self.run, self.runner.status))
+        on_click(self.runner.run_button, self.run, self.runner.status)
         self.cube_layer.changed.connect(guarded(self.load, self.report))
         follow_layers(self, viewer)
         self.load()

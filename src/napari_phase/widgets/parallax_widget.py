@@ -27,6 +27,7 @@ from magicgui.widgets import (
 from ..compute.backend import gpu_available, to_numpy
 from ..compute.parallax import ParallaxResult, parallax_steps
 from ._common import (
+    on_click,
     add_or_update,
     datacube_choices,
     datacube_of,
@@ -123,9 +124,7 @@ class ParallaxWidget(Container):
             ]
         )
         self.result: ParallaxResult | None = None
-        self.runner.run_button.changed.connect(
-            guarded(self.run, self.runner.status)
-        )
+        on_click(self.runner.run_button, self.run, self.runner.status)
         follow_layers(self, viewer)
 
 

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from ..compute.backend import gpu_available
 from ..compute.ptycho import PtychoResult, PtychoStep, ptychography_iter
 from ._common import (
+    on_click,
     META,
     add_or_update,
     datacube_choices,
@@ -123,9 +124,8 @@ class PtychoWidget(Container):
         self._busy = self._dirty = False
         self._stop = threading.Event()
         self._calibration = None
-        self.runner.run_button.changed.connect(
-            guarded(self.run, self.runner.status))
-        self.runner.cancel_button.changed.connect(self._stop.set)
+        on_click(self.runner.run_button, self.run, self.runner.status)
+        on_click(self.runner.cancel_button, self._stop.set)
         self.cube_layer.changed.connect(guarded(self.load, self.status))
         follow_layers(self, viewer)
         self.native.destroyed.connect(lambda *_: self._close())

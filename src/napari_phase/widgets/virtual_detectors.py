@@ -37,6 +37,7 @@ from ..compute.detectors import (
     polygon_mask,
 )
 from ._common import (
+    on_click,
     META,
     add_or_update,
     datacube_choices,
@@ -161,8 +162,8 @@ class VirtualDetectors(Container):
         self._timer.timeout.connect(self.update_images)
         self.shapes.events.data.connect(self._on_data)
         self.shapes.events.set_data.connect(self.schedule)
-        self.bf_button.changed.connect(guarded(self.add_bf, self.status))
-        self.adf_button.changed.connect(guarded(self.add_adf, self.status))
+        on_click(self.bf_button, self.add_bf, self.status)
+        on_click(self.adf_button, self.add_adf, self.status)
         self.cube_layer.changed.connect(self._on_cube)
         follow_layers(self, viewer)
         self._on_cube()
