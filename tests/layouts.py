@@ -178,7 +178,8 @@ def write_empad(folder, data, step_nm, voltage_v, angle_rad, q_per_nm):
     EMPAD software writes beside it (raw_file, pix_x/pix_y, and the
     iom_measurements of the microscope: full-scan field of view (m),
     calibrated_pixelsize (1/m per pixel), voltage (V), diffraction angle
-    (rad per pixel))."""
+    (rad per pixel; None leaves it out)). rosettasciio reads the XML only
+    without whitespace between elements, as the EMPAD software writes it."""
     rx, ry = data.shape[:2]
     raw_name = f'scan_x{ry}_y{rx}.raw'
     frames = np.zeros((rx, ry, 130, 128), '<f4')
@@ -186,21 +187,21 @@ def write_empad(folder, data, step_nm, voltage_v, angle_rad, q_per_nm):
     frames[:, :, 128:] = 7.0  # metadata rows, not data
     (folder / raw_name).write_bytes(frames.tobytes())
     fov = [rx * step_nm * 1e-9, ry * step_nm * 1e-9]
-    xml = (
-        '<?xml version="1.0"?>\n<root>\n'
-        '  <timestamp><isoformat>2019-06-06T13:30:00.164675</isoformat>'
-        '</timestamp>\n'
-        f'  <pix_x>{ry}</pix_x>\n  <pix_y>{rx}</pix_y>\n'
-        f'  <raw_file filename="{raw_name}"/>\n'
-        '  <iom_measurements>\n'
-        f'    <optics.get_full_scan_field_of_view>[{fov[0]!r}, {fov[1]!r}]'
-        '</optics.get_full_scan_field_of_view>\n'
-        f'    <calibrated_pixelsize>{q_per_nm * 1e-9!r}'
-        '</calibrated_pixelsize>\n'
-        f'    <source.get_voltage>{voltage_v!r}</source.get_voltage>\n'
-        f'    <calibrated_diffraction_angle>{angle_rad!r}'
-        '</calibrated_diffraction_angle>\n'
-        '  </iom_measurements>\n</root>\n'
+    xml = (  # no whitespace between elements, as rosettasciio needs
+        '<?xml version="1.0"?>\n<root>'
+        '<timestamp><isoformat>2019-06-06T13:30:00.164675</isoformat>'
+        '</timestamp>'
+        f'<pix_x>{ry}</pix_x><pix_y>{rx}</pix_y>'
+        f'<raw_file filename="{raw_name}"/>'
+        '<iom_measurements>'
+        f'<optics.get_full_scan_field_of_view>[{fov[0]!r}, {fov[1]!r}]'
+        '</optics.get_full_scan_field_of_view>'
+        f'<calibrated_pixelsize>{q_per_nm * 1e-9!r}</calibrated_pixelsize>'
+        f'<source.get_voltage>{voltage_v!r}</source.get_voltage>'
+        + ('' if angle_rad is None else
+           f'<calibrated_diffraction_angle>{angle_rad!r}'
+           '</calibrated_diffraction_angle>')
+        + '</iom_measurements></root>\n'
     )
     path = folder / 'acquisition.xml'
     path.write_text(xml)

@@ -135,9 +135,9 @@ def _looks_right(file: Path) -> bool:
     if suffix in ('.xml', '.raw'):
         _data_file(file)
         return True
-    if suffix == '.blo':
+    if suffix == '.blo':  # 'IMGBLO' and the magic 0x0102
         with open(file, 'rb') as stream:
-            return stream.read(2) == b'\x02\x01'
+            return stream.read(8) == b'IMGBLO\x02\x01'
     signals = _reader(file).file_reader(str(file), lazy=True)
     return _datacube_signal(signals, file, quiet=True) is not None
 
@@ -197,12 +197,11 @@ def _cube_axes(signal):
 
 
 def _calibration(signal, nav, sig) -> Calibration:
-    meta = signal.get('metadata', {}) or {}
-    tem = meta.get('Acquisition_instrument', {}).get('TEM', {})
+    tem = _mapped(signal, 'Acquisition_instrument.TEM')
     empad = _empad_measurements(signal)
     energy = _positive(tem.get('beam_energy'))
     energy = energy * 1e3 if energy else _positive(
-        empad.get('source.get_voltage'))
+        empad.get('source', {}).get('get_voltage'))
     angle = _positive(empad.get('calibrated_diffraction_angle'))
     q_pixel = angle * 1e3 if angle else units.angle_mrad(
         sig[-1].get('scale'), sig[-1].get('units'), energy)
@@ -215,10 +214,33 @@ def _calibration(signal, nav, sig) -> Calibration:
     )
 
 
+def _mapped(signal, path: str) -> dict:
+    """``metadata[path]`` with the reader's ``mapping`` applied (what
+    HyperSpy does on load: original-metadata entries copied, converted,
+    to metadata entries; e.g. a .blo header's beam energy)."""
+    found = _get(signal.get('metadata') or {}, path)
+    found = dict(found) if isinstance(found, dict) else {}
+    prefix = path + '.'
+    for source, (target, convert) in (signal.get('mapping') or {}).items():
+        value = _get(signal.get('original_metadata') or {}, source)
+        if target.startswith(prefix) and value is not None:
+            key = target[len(prefix):]
+            found.setdefault(key, convert(value) if convert else value)
+    return found
+
+
+def _get(tree, path: str):
+    for key in path.split('.'):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
 def _empad_measurements(signal) -> dict:
-    original = signal.get('original_metadata', {}) or {}
-    root = original.get('root', {}) if isinstance(original, dict) else {}
-    found = root.get('iom_measurements', {}) if isinstance(root, dict) else {}
+    """``root.iom_measurements`` of an EMPAD XML (dotted tags nested:
+    ``source.get_voltage`` is ``['source']['get_voltage']``), else {}."""
+    found = signal.get('original_metadata', {}) or {}
+    for key in ('root', 'iom_measurements'):
+        found = found.get(key, {}) if isinstance(found, dict) else {}
     return found if isinstance(found, dict) else {}
 
 

@@ -219,8 +219,9 @@ def _dask_array(found: Found, shape):
 
     first = found.datasets[0]
     if found.scan_shape is None:
-        if is_dask(first):
-            data = first
+        if is_dask(first):  # rosettasciio: whole patterns per block
+            data = first.rechunk(dask_chunks(shape, first.dtype.itemsize,
+                                             None))
         else:
             cube_chunks = dask_chunks(shape, first.dtype.itemsize,
                                       _cube_chunks(first, found.drop_axis))
@@ -238,7 +239,8 @@ def _dask_array(found: Found, shape):
             d, chunks=(min(d.shape[0], rows * shape[1]), -1, -1), lock=True)
         for d in found.datasets
     ]
-    frames = da.concatenate(stacks).rechunk({0: rows * shape[1]})
+    frames = da.concatenate(stacks).rechunk({0: rows * shape[1], 1: -1,
+                                             2: -1})
     return frames.reshape(shape)
 
 
