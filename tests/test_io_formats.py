@@ -164,3 +164,17 @@ def test_formats_reader_declines_what_is_not_4dstem(tmp_path, monkeypatch):
                        r'rosettasciio, which is not installed: pip install '
                        r'"napari-phase\[formats\]"'):
         read_datacube(mib)
+
+
+def test_napari_opens_a_merlin_file(make_napari_viewer, tmp_path, sim):
+    """napari's File > Open finds the formats reader through the manifest."""
+    from napari_phase.io.layers import META
+
+    counts = sim.datacube.data.astype(np.uint16)
+    mib = write_merlin(tmp_path, counts.reshape(-1, 48, 48), per_line=12)
+    viewer = make_napari_viewer()
+    with pytest.warns(UserWarning, match='does not give the scan step'):
+        layer, = viewer.open(mib, plugin='napari-phase')
+    cube = layer.metadata[META]['datacube']
+    assert layer.name == 'scan' and cube.scan_shape == (10, 12)
+    np.testing.assert_array_equal(np.asarray(cube.data), counts)
