@@ -272,3 +272,12 @@ def test_prismatic_without_energy_keeps_the_step(tmp_path):
         cal = read_datacube(path).calibration
     assert cal.scan_step == pytest.approx(5.0)
     assert cal.q_pixel_mrad is None and cal.energy is None
+
+
+def test_arina_candidate_for_the_widget(tmp_path):
+    master = write_arina(tmp_path, frames(15))
+    found, = candidates(master)
+    assert (found.name, found.shape, found.needs_scan_shape) == (
+        '/entry/data', (15, *DETECTOR), True)
+    cube = read_datacube(f'{master}::/entry/data', scan_shape=(3, 5))
+    assert cube.scan_shape == (3, 5)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..compute.calibration import Calibration
 from .checked import CheckedDataset
-from .found import Found
+from .found import Candidate, Found
 from .generic import needs_scan_shape
 from .hdf5 import dataset_at, where
 
@@ -79,6 +79,15 @@ def find_datacube(h5: h5py.File, scan_shape=None) -> Found:
         )
     shape = tuple(int(n) for n in shape)
     return Found(stacks, DATA, _calibration(h5, side), shape, notes=notes)
+
+
+def candidate(h5: h5py.File) -> Candidate:
+    """All frames of the master, for the user to give a scan shape."""
+    stacks = [_frames(h5, f'{DATA}/{key}') for key in sorted(h5[DATA])
+              if key.startswith('data_')]
+    n_frames = sum(s.shape[0] for s in stacks)
+    return Candidate(DATA, (n_frames, *stacks[0].shape[1:]),
+                     str(stacks[0].dtype), needs_scan_shape=True)
 
 
 def read_side_file(master) -> dict:

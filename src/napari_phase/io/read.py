@@ -91,7 +91,7 @@ def candidates(path) -> list[Candidate]:
         if emd.is_emd(h5):
             return emd.candidates(h5)
         if dectris.is_master(h5):
-            return [Candidate(dectris.DATA, (), 'frames', True)]
+            return [dectris.candidate(h5)]
         return generic.candidates(h5)
 
 
@@ -163,7 +163,7 @@ def _errors_named(file: Path):
 def _find_datacube(h5: h5py.File, inner, scan_shape) -> Found:
     if emd.is_emd(h5):
         found = emd.find_datacube(h5, inner)
-    elif dectris.is_master(h5) and inner is None:
+    elif dectris.is_master(h5) and inner in (None, dectris.DATA):
         found = dectris.find_datacube(h5, scan_shape)
     else:
         found = generic.find_4d(h5, inner, scan_shape)
