@@ -44,13 +44,21 @@ CASES = {
     'not hdf5': (_text, None, 'not an HDF5 file'),
     'truncated': (_truncated, None, 'truncated or corrupt'),
     'no 4D': (_hdf5(image=np.ones((4, 4))), None,
-              ('no 4D numeric dataset (4D datacube) in the file; found: '
-               '/image (2D (4, 4) float64)')),
+              ('no dataset looks like a 4D-STEM datacube (4D, 5D with a '
+               'singleton axis, or 3D frames, with detector axes of 4 pixels '
+               'or more); found: /image (2D (4, 4) float64)')),
+    'table': (_hdf5(threshold=np.ones((2, 2, 1, 8))), None,
+              'no dataset looks like a 4D-STEM datacube'),
     '3D': (_hdf5(frames=np.ones((6, 4, 4))), None,
-           'found: /frames (3D (6, 4, 4) float64)'),
+           ('dataset /frames: 6 frames of (4, 4) pixels, and the file does '
+            'not say the scan shape: give it (in napari: Plugins > '
+            'napari-phase > Open 4D-STEM data; in Python: read_datacube(path, '
+            'scan_shape=(Rx, Ry)) with Rx·Ry = 6)')),
     '5D': (_hdf5(stack=np.ones((2, 2, 2, 2, 2))), None, '/stack (5D'),
     '3D chosen': (_hdf5(frames=np.ones((6, 4, 4))), '/frames',
-                  'dataset /frames: a 4D-STEM datacube needs 4 axes'),
+                  'dataset /frames: 6 frames of (4, 4) pixels'),
+    '2D chosen': (_hdf5(image=np.ones((6, 4))), '/image',
+                  'dataset /image: shape (6, 4) is not a 4D-STEM datacube'),
     'complex': (_hdf5(psi=np.ones((2, 2, 3, 3), np.complex64)), None,
                 'dataset /psi: 4D but has dtype complex64, not a real number'),
     'string': (_strings, None, 'dataset /labels: 4D but has dtype object'),

@@ -34,8 +34,8 @@ def test_largest_of_several_is_chosen_and_reported(tmp_path, data):
         h5['small'] = data[:2]
         h5['big'] = data
     with pytest.warns(UserWarning, match=r'reading /big \(4D \(8, 6, 10, 12\) '
-                      r'float32\) as the 4D datacube \(the largest; others: '
-                      r'/small'):
+                      r'float32\) as the datacube \(the most plausible.*'
+                      r'other candidates: /small \(4D \(2, 6, 10, 12\)'):
         cube = read_datacube(path)
     assert cube.source.endswith('::/big')
     np.testing.assert_array_equal(read_datacube(f'{path}::/small').data,

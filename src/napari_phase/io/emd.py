@@ -36,12 +36,12 @@ import h5py
 import numpy as np
 
 from ..compute.backend import iterate_scan_rows, to_numpy
-from ..compute.calibration import Calibration, electron_wavelength
+from ..compute.calibration import Calibration
 from ..compute.datacube import DataCube
-from .read import Found
-
-#: Length units py4DSTEM uses for the scan step, in Å.
-LENGTH_A = {'A': 1.0, 'Å': 1.0, 'angstrom': 1.0, 'nm': 10.0}
+from . import units
+from .checked import CheckedDataset
+from .found import Candidate, Found
+from .hdf5 import where
 
 
 def is_emd(h5: h5py.File) -> bool:
@@ -92,7 +92,16 @@ def find_datacube(h5: h5py.File, inner: str | None) -> Found:
             )
         group = max(cubes, key=_preference('DataCube'))
     data = group['data']
-    return Found([data], data.name, calibration_of(group))
+    return Found([CheckedDataset(data, where(h5, data.name))], data.name,
+                 calibration_of(group))
+
+
+def candidates(h5: h5py.File) -> list[Candidate]:
+    """The 4D arrays of the file, the one read by default first."""
+    cubes = [g for g in array_groups(h5) if _rank(g) == 4]
+    cubes.sort(key=_preference('DataCube'), reverse=True)
+    return [Candidate(g.name, tuple(g['data'].shape), str(g['data'].dtype))
+            for g in cubes]
 
 
 def find_probe(h5: h5py.File, inner: str | None):
@@ -268,11 +277,11 @@ def _node(parent, name, group_type, python_class):
 
 
 def _write_dims(group, dims):
-    for n, (name, start, step, units) in enumerate(dims):
+    for n, (name, start, step, unit) in enumerate(dims):
         vector = np.array([start, start + step])
         dim = group.create_dataset(f'dim{n}', data=vector)
         dim.attrs.create('name', name)
-        dim.attrs.create('units', units)
+        dim.attrs.create('units', unit)
 
 
 def _write_metadata(bundle, name, python_class, values: dict):
@@ -315,31 +324,30 @@ def _fields_from_dims(group: h5py.Group) -> dict:
     return fields
 
 
-def _length_A(size, units):
-    if size is None or units in (None, 'pixels'):
+def _length_A(size, unit):
+    if size is None or units.kind(unit) == 'pixels':
         return None
-    if units not in LENGTH_A:
-        warnings.warn(f'R pixel units {units!r} not understood (expected '
-                      f'one of {sorted(LENGTH_A)}): scan step left unknown',
+    if units.kind(unit) != 'length':
+        warnings.warn(f'R pixel units {unit!r} not understood (expected a '
+                      'length such as A or nm): scan step left unknown',
                       UserWarning, stacklevel=6)
         return None
-    return float(size) * LENGTH_A[units]
+    return units.length_A(size, unit)
 
 
-def _angle_mrad(size, units, energy):
-    if size is None or units in (None, 'pixels'):
+def _angle_mrad(size, unit, energy):
+    if size is None or units.kind(unit) == 'pixels':
         return None
-    if units == 'mrad':
-        return float(size)
-    if units in ('A^-1', '1/A') and energy:
-        return float(size) * electron_wavelength(energy) * 1e3
-    warnings.warn(
-        f'Q pixel size {size} {units} cannot be converted to mrad'
-        + (' without the beam energy' if units in ('A^-1', '1/A') else '')
-        + ': detector pixel size left unknown (q_pixel_mrad = q·λ·1000).',
-        UserWarning, stacklevel=6,
-    )
-    return None
+    value = units.angle_mrad(size, unit, energy)
+    if value is None:
+        reciprocal = units.kind(unit) == 'reciprocal'
+        warnings.warn(
+            f'Q pixel size {size} {unit} cannot be converted to mrad'
+            + (' without the beam energy' if reciprocal else '')
+            + ': detector pixel size left unknown (q_pixel_mrad = q·λ·1000).',
+            UserWarning, stacklevel=6,
+        )
+    return value
 
 
 def _kind_of(value) -> str:

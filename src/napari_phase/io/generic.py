@@ -1,138 +1,176 @@
-"""Generic HDF5: the largest 4D numeric dataset is the datacube.
+"""Generic HDF5: the dataset that looks like a 4D-STEM datacube.
 
-With several 4D datasets the choice is reported (a warning, and
-``DataCube.source``); ``file::/path`` picks another one.
+A datacube is 4D (Rx, Ry, Qx, Qy), 5D with a singleton axis among the
+first three (fpd/Merlin files: (Ry, Rx, 1, Qy, Qx)), or a flat list of
+frames (N, Qx, Qy) that needs a scan shape. Its detector axes (the last
+two) are diffraction patterns: a dataset whose shorter detector axis has
+fewer than :data:`MIN_PATTERN` pixels is a parameter table (thresholds,
+DACs, exposures per position), never a datacube. Among the candidates the
+reader prefers detector axes of tens of pixels (:data:`PLAUSIBLE_PATTERN`),
+then a 4D/5D cube over frames, then the largest; the others are named in
+the warning, and ``file::/path`` (or the "Open 4D-STEM data" widget) picks
+another one. EMD 0.x files (Prismatic, old py4DSTEM, fpd) give the
+calibration in dim vectors beside the data (:mod:`.emd0`).
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import h5py
 import numpy as np
 
-from .read import Found
+from . import emd0
+from .checked import CheckedDataset
+from .found import Candidate, Found
+from .hdf5 import BrokenLink, dataset_at, datasets, where
+
+#: Shorter detector axis (pixels) below which a dataset is a table.
+MIN_PATTERN = 4
+#: Detector axes of tens of pixels: what diffraction patterns look like.
+PLAUSIBLE_PATTERN = 16
 
 
-def find_4d(h5: h5py.File, inner: str | None) -> Found:
-    """The datacube dataset: ``inner``, or the largest 4D numeric one."""
+def cube_layout(shape) -> tuple[bool, int | None] | None:
+    """(is a frame list, singleton axis to drop) when ``shape`` can be a
+    datacube, else None."""
+    if len(shape) < 3 or min(shape[-2:]) < MIN_PATTERN:
+        return None
+    if len(shape) == 3:
+        return True, None
+    if len(shape) == 4:
+        return False, None
+    if len(shape) == 5 and 1 in shape[:3]:
+        return False, shape[:3].index(1)
+    return None
+
+
+def candidates(h5: h5py.File) -> list[Candidate]:
+    """Every dataset that could be the datacube, most plausible first."""
+    found = [
+        (path, d) for path, d in datasets(h5)
+        if isinstance(d, h5py.Dataset) and _is_numeric(d)
+        and cube_layout(d.shape) is not None
+    ]
+    found.sort(key=lambda item: _plausibility(item[1]), reverse=True)
+    return [_candidate(path, d) for path, d in found]
+
+
+def find_4d(h5: h5py.File, inner: str | None, scan_shape=None) -> Found:
+    """The datacube: the dataset at ``inner``, or the most plausible."""
     if inner is not None:
-        dset = dataset_at(h5, inner)
-        return Found([dset], dset.name)
-    dset = _largest(h5, ndim=4, what='4D datacube')
-    return Found([dset], dset.name)
+        path, notes = inner, []
+    else:
+        path, notes = _choose(h5)
+    dset = dataset_at(h5, path)
+    layout = cube_layout(dset.shape) if _is_numeric(dset) else None
+    if layout is None:
+        _explain(dset, path)
+    frames, drop_axis = layout
+    if frames and scan_shape is None:
+        raise ValueError(needs_scan_shape(path, dset.shape))
+    return Found(
+        [CheckedDataset(dset, where(h5, path))], path,
+        emd0.calibration_of(dset, drop_axis),
+        scan_shape if frames else None, drop_axis, notes,
+    )
+
+
+def needs_scan_shape(name: str, shape) -> str:
+    """The error for frames (N, Qx, Qy) without a scan shape."""
+    return (
+        f'dataset {name}: {shape[0]} frames of {tuple(shape[1:])} pixels, '
+        'and the file does not say the scan shape: give it (in napari: '
+        'Plugins > napari-phase > Open 4D-STEM data; in Python: '
+        f'read_datacube(path, scan_shape=(Rx, Ry)) with Rx·Ry = {shape[0]})'
+    )
 
 
 def find_2d(h5: h5py.File, inner: str | None) -> h5py.Dataset:
     """A vacuum probe dataset: ``inner``, or the largest 2D numeric one."""
     if inner is not None:
         return dataset_at(h5, inner)
-    return _largest(h5, ndim=2, what='2D probe image')
-
-
-def candidates(h5: h5py.File, ndim: int = 4) -> list[h5py.Dataset]:
-    """Numeric datasets with ``ndim`` axes, none empty."""
-    return [
-        d for d in datasets(h5)
-        if isinstance(d, h5py.Dataset) and d.ndim == ndim
-        and d.dtype.kind in 'uif' and d.size > 0
-    ]
-
-
-def datasets(group: h5py.Group):
-    """Every dataset below ``group`` (following hard and external links),
-    and a :class:`BrokenLink` for each external link whose file is
-    missing. Soft links are not followed (they would repeat datasets)."""
-    for key in group:
-        link = group.get(key, getlink=True)
-        path = f'{group.name.rstrip("/")}/{key}'
-        if isinstance(link, h5py.SoftLink):
-            continue
-        if isinstance(link, h5py.ExternalLink):
-            target = external_file(group.file, link)
-            if not target.is_file():
-                yield BrokenLink(path, link.filename, link.path)
-                continue
-        item = group.get(key)
-        if isinstance(item, h5py.Dataset):
-            yield item
-        elif isinstance(item, h5py.Group):
-            yield from datasets(item)
-
-
-class BrokenLink:
-    """An external link whose target file does not exist."""
-
-    def __init__(self, name: str, filename: str, target: str):
-        self.name, self.filename, self.target = name, filename, target
-
-    def __str__(self):
-        return (
-            f'{self.name} is an external link to {self.target} in '
-            f'{self.filename!r}, which does not exist'
-        )
-
-
-def external_file(h5: h5py.File, link: h5py.ExternalLink) -> Path:
-    """Where HDF5 looks for an external link's file: relative to the file
-    that holds the link."""
-    target = Path(link.filename)
-    return target if target.is_absolute() else (
-        Path(h5.filename).parent / target)
-
-
-def dataset_at(h5: h5py.File, inner: str) -> h5py.Dataset:
-    """The dataset at ``inner``, or ValueError saying what is there."""
-    link = h5.get(inner, getlink=True)
-    if link is None:
-        raise ValueError(f'dataset {inner}: there is no such path in the file')
-    broken = isinstance(link, h5py.ExternalLink) and not external_file(
-        h5, link).is_file()
-    if broken:
-        raise ValueError(str(BrokenLink(inner, link.filename, link.path)))
-    item = h5.get(inner)
-    if not isinstance(item, h5py.Dataset):
-        raise ValueError(f'dataset {inner}: this is a group, not a dataset')
-    return item
-
-
-def _largest(h5: h5py.File, ndim: int, what: str) -> h5py.Dataset:
-    found = [d for d in datasets(h5) if isinstance(d, h5py.Dataset)]
-    broken = [str(d) for d in datasets(h5) if isinstance(d, BrokenLink)]
-    good = candidates(h5, ndim)
+    items = list(datasets(h5))
+    found = [d for _, d in items if isinstance(d, h5py.Dataset)]
+    good = [d for d in found if d.ndim == 2 and _is_numeric(d)]
     if not good:
-        raise ValueError(_nothing_found(found, broken, ndim, what))
-    chosen = max(good, key=lambda d: d.size * d.dtype.itemsize)
-    if len(good) > 1 or broken:
-        others = ', '.join(_summary(d) for d in good if d != chosen)
-        warnings.warn(
-            f'{h5.filename}: reading {_summary(chosen)} as the {what} '
-            f'(the largest; others: {others or "none"}'
-            + (f'; broken links: {"; ".join(broken)}' if broken else '')
-            + '). Choose another with "file::/dataset".',
-            UserWarning,
-            stacklevel=4,
-        )
-    return chosen
+        seen = ', '.join(_summary(d) for d in found[:6]) or 'no datasets'
+        raise ValueError('no 2D numeric dataset (2D probe image) in the '
+                         f'file; found: {seen}' + _broken(items))
+    return max(good, key=lambda d: d.size * d.dtype.itemsize)
 
 
-def _nothing_found(found, broken, ndim: int, what: str) -> str:
-    """Why no dataset fits: the closest candidates and broken links."""
-    same_rank = [d for d in found if d.ndim == ndim]
-    if same_rank:
-        d = same_rank[0]
+def _choose(h5: h5py.File) -> tuple[str, list[str]]:
+    """The most plausible candidate's path, and the note naming the
+    others (when there are others)."""
+    found = candidates(h5)
+    if not found:
+        raise ValueError(_nothing_found(h5))
+    chosen, others = found[0], found[1:]
+    if not others:
+        return chosen.name, []
+    note = (
+        f'reading {chosen} as the datacube (the most plausible: detector '
+        'axes of tens of pixels, a 4D/5D cube before a list of frames, then '
+        f'the largest); other candidates: {", ".join(map(str, others))}. '
+        'Pick another with "Open 4D-STEM data" in napari or "file::/path".'
+    )
+    return chosen.name, [note]
+
+
+def _plausibility(dset):
+    frames, _ = cube_layout(dset.shape)
+    detector = min(dset.shape[-2:])
+    return (detector >= PLAUSIBLE_PATTERN, not frames,
+            dset.size * dset.dtype.itemsize)
+
+
+def _candidate(path: str, dset) -> Candidate:
+    frames, _ = cube_layout(dset.shape)
+    return Candidate(path, tuple(dset.shape), str(np.dtype(dset.dtype)),
+                     frames)
+
+
+def _is_numeric(dset) -> bool:
+    return dset.dtype.kind in 'uif' and dset.size > 0
+
+
+def _explain(dset, path: str):
+    """Raise ValueError saying why the chosen dataset is no datacube."""
+    shape = dset.shape
+    if dset.dtype.kind not in 'uif':
+        problem = f'dtype {dset.dtype} is not a real number type'
+    elif dset.size == 0:
+        problem = f'an axis is empty (shape {shape})'
+    else:
         problem = (
-            f'an empty axis (shape {d.shape})' if d.size == 0
-            else f'dtype {d.dtype}, not a real number type'
+            f'shape {shape} is not a 4D-STEM datacube (4D, 5D with a '
+            'singleton axis, or 3D frames, with detector axes of '
+            f'{MIN_PATTERN} pixels or more)'
         )
-        return f'dataset {d.name}: {ndim}D but has {problem}'
-    seen = ', '.join(_summary(d) for d in found[:6]) or 'no datasets'
-    text = f'no {ndim}D numeric dataset ({what}) in the file; found: {seen}'
-    if broken:
-        text += '; broken links: ' + '; '.join(broken)
-    return text
+    raise ValueError(f'dataset {path}: {problem}')
 
 
-def _summary(d: h5py.Dataset) -> str:
-    return f'{d.name} ({d.ndim}D {d.shape} {np.dtype(d.dtype)})'
+def _nothing_found(h5: h5py.File) -> str:
+    """Why no dataset fits: the closest datasets and broken links."""
+    items = list(datasets(h5))
+    found = [(p, d) for p, d in items if isinstance(d, h5py.Dataset)]
+    for path, d in found:
+        if len(d.shape) == 4 and not _is_numeric(d):
+            problem = (f'dtype {d.dtype}, not a real number type'
+                       if d.dtype.kind not in 'uif'
+                       else f'an empty axis (shape {d.shape})')
+            return f'dataset {path}: 4D but has {problem}'
+    seen = ', '.join(_summary(d, p) for p, d in found[:6]) or 'no datasets'
+    return (
+        'no dataset looks like a 4D-STEM datacube (4D, 5D with a singleton '
+        'axis, or 3D frames, with detector axes of '
+        f'{MIN_PATTERN} pixels or more); found: {seen}' + _broken(items)
+    )
+
+
+def _broken(items) -> str:
+    broken = [str(d) for _, d in items if isinstance(d, BrokenLink)]
+    return '; broken links: ' + '; '.join(broken) if broken else ''
+
+
+def _summary(d: h5py.Dataset, path: str | None = None) -> str:
+    return f'{path or d.name} ({d.ndim}D {d.shape} {np.dtype(d.dtype)})'

@@ -1,14 +1,19 @@
-"""Read 4D-STEM datacubes and vacuum probes from HDF5 files, read-only.
+"""Read 4D-STEM datacubes and vacuum probes, read-only.
 
-Formats (tried in this order): py4DSTEM / emdfile EMD 1.0 (:mod:`.emd`),
-DECTRIS NeXus master files with external data files (:mod:`.dectris`), any
-HDF5 file with a 4D numeric dataset (:mod:`.generic`). ``file::/a/b`` picks
-the dataset (or EMD array group) ``/a/b``.
+HDF5 formats (tried in this order): py4DSTEM / emdfile EMD 1.0
+(:mod:`.emd`), DECTRIS NeXus master files with external data files
+(:mod:`.dectris`), any HDF5 file with a dataset that looks like a
+datacube, with EMD 0.x calibrations (:mod:`.generic`, :mod:`.emd0`).
+``file::/a/b`` picks the dataset (or EMD array group) ``/a/b``. Detector
+formats (Merlin .mib, EMPAD, Direct Electron .mrc, Gatan .dm4, FEI .ser,
+NanoMegas .blo) are read through rosettasciio when the optional extra
+``formats`` is installed (:mod:`.formats`).
 
 Data larger than ``memory_fraction`` of the RAM stays on disk as a dask
-array over the HDF5 chunks (the file stays open, read-only); smaller data
-is loaded. Every failure is a :class:`ReadError` naming the file, the
-dataset and what is wrong; files are only ever opened with mode ``'r'``.
+array (the file stays open, read-only); smaller data is loaded.
+Compressed chunks are checked before they are decoded (:mod:`.checked`).
+Every failure is a :class:`ReadError` naming the file, the dataset and
+what is wrong; files are only ever opened read-only.
 """
 
 from __future__ import annotations
@@ -16,49 +21,27 @@ from __future__ import annotations
 import os
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the bitshuffle/LZ4 filters)
 import numpy as np
 
-from ..compute.backend import iterate_scan_rows
+from ..compute.backend import is_dask, iterate_scan_rows
 from ..compute.calibration import FIELD_HELP, Calibration
 from ..compute.datacube import DataCube, check_4dstem_array
+from . import dectris, emd, formats, generic
+from .checked import CheckedDataset
+from .found import Candidate, Found, ReadError
+from .hdf5 import open_hdf5, split_path, where
+
+__all__ = ['ReadError', 'candidates', 'describe', 'read_datacube',
+           'read_probe', 'split_path']
 
 #: Calibration fields whose absence is reported when a file is read.
 REPORTED_FIELDS = ('scan_step', 'q_pixel_mrad', 'energy', 'semiangle')
 #: Target size (bytes) of one dask block of a lazily read datacube.
 BLOCK_BYTES = 64 << 20
-
-
-class ReadError(ValueError):
-    """A file cannot be read as 4D-STEM data (names file, dataset, why)."""
-
-
-@dataclass
-class Found:
-    """What a format reader found in an open file.
-
-    ``datasets``: one 4D h5py dataset, or 3D frame stacks (N, Qx, Qy) to
-    concatenate and reshape to ``scan_shape``. ``name``: the dataset path
-    reported in messages and in ``DataCube.source``.
-    """
-
-    datasets: list
-    name: str
-    calibration: Calibration = field(default_factory=Calibration)
-    scan_shape: tuple[int, int] | None = None
-
-
-def split_path(path) -> tuple[Path, str | None]:
-    """``'file.h5::/a/b'`` -> (Path('file.h5'), '/a/b')."""
-    text = os.fspath(path)
-    if '::' in text:
-        text, inner = text.rsplit('::', 1)
-        return Path(text), '/' + inner.lstrip('/')
-    return Path(text), None
 
 
 def read_datacube(
@@ -72,41 +55,57 @@ def read_datacube(
 
     ``path``: a file, or ``file::/dataset`` to choose a dataset.
     ``scan_shape``: (Rx, Ry) for files that store frames as a flat list
-    without saying the scan shape (DECTRIS). ``lazy``: force a dask
-    (True) or in-memory (False) array; by default data larger than
+    without saying the scan shape. ``lazy``: force a dask (True) or
+    in-memory (False) array; by default data larger than
     ``memory_fraction`` of the RAM stays on disk.
     """
     file, inner = split_path(path)
+    if formats.handles(file):
+        with _errors_named(file):
+            found = formats.find_datacube(file, scan_shape)
+            cube = DataCube(_load(found, lazy, memory_fraction),
+                            found.calibration, source=str(file))
+        return _reported(cube, found)
     with _errors_named(file):
         h5 = open_hdf5(file)
         try:
             found = _find_datacube(h5, inner, scan_shape)
-            source = f'{file}::{found.name}'
             data = _load(found, lazy, memory_fraction)
-            cube = DataCube(data, found.calibration, source=source)
+            cube = DataCube(data, found.calibration,
+                            source=f'{file}::{found.name}')
         except BaseException:
             h5.close()
             raise
         if not cube.is_lazy:  # a dask array reads the open file later
             h5.close()
-    _report_non_finite(cube)
-    _report_missing(found.calibration, source)
-    return cube
+    return _reported(cube, found)
+
+
+def candidates(path) -> list[Candidate]:
+    """The datasets of ``path`` that could be its datacube, the one
+    :func:`read_datacube` reads first (for the user to pick another)."""
+    file, _ = split_path(path)
+    if formats.handles(file):
+        return []
+    with _errors_named(file), open_hdf5(file) as h5:
+        if emd.is_emd(h5):
+            return emd.candidates(h5)
+        if dectris.is_master(h5):
+            return [dectris.candidate(h5)]
+        return generic.candidates(h5)
 
 
 def read_probe(path) -> tuple[np.ndarray, Calibration]:
     """Read a vacuum probe: one 2D diffraction image (Qx, Qy), float32,
     and the calibration stored with it (py4DSTEM / EMD files, or any file
     whose largest 2D numeric dataset is the probe)."""
-    from . import emd, generic
-
     file, inner = split_path(path)
     with _errors_named(file), open_hdf5(file) as h5:
         if emd.is_emd(h5):
             dset, calibration = emd.find_probe(h5, inner)
         else:
             dset, calibration = generic.find_2d(h5, inner), Calibration()
-        probe = _read_all(dset)
+        probe = _read_all(CheckedDataset(dset, where(h5, dset.name)))
         if emd.is_emd(h5) and emd.is_stack(dset.parent):  # py4DSTEM Probe
             probe = probe[emd.probe_slice(dset.parent)]
         _check_2d_pattern(probe, dset.name)
@@ -133,7 +132,6 @@ def describe(path) -> str | None:
     Cheap (reads the HDF5 structure, never the data) and never raises:
     for the npe2 reader check.
     """
-    from . import dectris, emd, generic
     from .results import MARKER
 
     try:
@@ -144,23 +142,11 @@ def describe(path) -> str | None:
                 return emd.describe(h5)
             if dectris.is_master(h5):
                 return 'datacube'
-            return 'datacube' if generic.candidates(h5) else None
+            cubes = [c for c in generic.candidates(h5)
+                     if not c.needs_scan_shape]  # frames need the widget
+            return 'datacube' if cubes else None
     except Exception:  # noqa: BLE001  (anything unreadable is not ours)
         return None
-
-
-def open_hdf5(file: Path) -> h5py.File:
-    """Open ``file`` read-only, or raise ValueError saying why not."""
-    if not file.is_file():
-        raise ValueError('no such file')
-    if not h5py.is_hdf5(file):
-        raise ValueError('not an HDF5 file (no HDF5 signature)')
-    try:
-        return h5py.File(file, 'r')
-    except OSError as error:
-        raise ValueError(
-            f'cannot open the HDF5 file (truncated or corrupt?): {error}'
-        ) from None
 
 
 @contextmanager
@@ -175,19 +161,17 @@ def _errors_named(file: Path):
 
 
 def _find_datacube(h5: h5py.File, inner, scan_shape) -> Found:
-    from . import dectris, emd, generic
-
     if emd.is_emd(h5):
         found = emd.find_datacube(h5, inner)
-    elif dectris.is_master(h5) and inner is None:
+    elif dectris.is_master(h5) and inner in (None, dectris.DATA):
         found = dectris.find_datacube(h5, scan_shape)
     else:
-        found = generic.find_4d(h5, inner)
+        found = generic.find_4d(h5, inner, scan_shape)
     if scan_shape is not None and found.scan_shape is None:
         raise ValueError(
             f'dataset {found.name} already has a scan shape '
-            f'{found.datasets[0].shape[:2]}: scan_shape={scan_shape} is '
-            'only for files that store a flat list of frames'
+            f'{_cube_shape(found)[:2]}: scan_shape={scan_shape} is only for '
+            'files that store a flat list of frames'
         )
     return found
 
@@ -216,7 +200,10 @@ class _Spec:
 def _cube_shape(found: Found) -> tuple[int, ...]:
     first = found.datasets[0]
     if found.scan_shape is None:
-        return tuple(first.shape)
+        shape = list(first.shape)
+        if found.drop_axis is not None:
+            del shape[found.drop_axis]
+        return tuple(shape)
     frames = sum(d.shape[0] for d in found.datasets)
     rx, ry = found.scan_shape
     if rx * ry != frames:
@@ -232,17 +219,37 @@ def _dask_array(found: Found, shape):
 
     first = found.datasets[0]
     if found.scan_shape is None:
-        chunks = dask_chunks(shape, first.dtype.itemsize, first.chunks)
-        return da.from_array(first, chunks=chunks, lock=True)
+        if is_dask(first):  # rosettasciio: whole patterns per block
+            data = first.rechunk(dask_chunks(shape, first.dtype.itemsize,
+                                             None))
+        else:
+            cube_chunks = dask_chunks(shape, first.dtype.itemsize,
+                                      _cube_chunks(first, found.drop_axis))
+            chunks = list(cube_chunks)
+            if found.drop_axis is not None:
+                chunks.insert(found.drop_axis, 1)
+            data = da.from_array(first, chunks=tuple(chunks), lock=True)
+        if found.drop_axis is not None:
+            data = data.squeeze(axis=found.drop_axis)
+        return data
     frame_bytes = int(np.prod(shape[2:])) * first.dtype.itemsize
     rows = max(1, BLOCK_BYTES // (frame_bytes * shape[1]))
     stacks = [
-        da.from_array(d, chunks=(min(d.shape[0], rows * shape[1]), -1, -1),
-                      lock=True)
+        d if is_dask(d) else da.from_array(
+            d, chunks=(min(d.shape[0], rows * shape[1]), -1, -1), lock=True)
         for d in found.datasets
     ]
-    frames = da.concatenate(stacks).rechunk({0: rows * shape[1]})
+    frames = da.concatenate(stacks).rechunk({0: rows * shape[1], 1: -1,
+                                             2: -1})
     return frames.reshape(shape)
+
+
+def _cube_chunks(dset, drop_axis):
+    """HDF5 chunks of a cube dataset, without the dropped singleton."""
+    chunks = getattr(dset, 'chunks', None)
+    if chunks is None or drop_axis is None:
+        return chunks
+    return tuple(c for i, c in enumerate(chunks) if i != drop_axis)
 
 
 def dask_chunks(shape, itemsize: int, hdf5_chunks, budget: int = BLOCK_BYTES):
@@ -264,14 +271,27 @@ def physical_memory() -> int:
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
 
-def _read_all(dset: h5py.Dataset) -> np.ndarray:
+def _read_all(dset) -> np.ndarray:
+    """All of a dataset in memory (a dask array is computed)."""
+    if is_dask(dset):
+        return np.asarray(dset.compute())
     try:
-        return dset[()]
+        return np.asarray(dset[()])
     except (OSError, RuntimeError) as error:
         raise ValueError(
             f'dataset {dset.name}: cannot read the data (truncated or '
             f'corrupt file, or a missing compression filter?): {error}'
         ) from None
+
+
+def _reported(cube: DataCube, found: Found) -> DataCube:
+    """``cube``, after warning what the reader guessed or chose, about
+    NaN patterns and about missing calibration."""
+    for note in found.notes:
+        warnings.warn(f'{cube.source}: {note}', UserWarning, stacklevel=3)
+    _report_non_finite(cube)
+    _report_missing(found.calibration, cube.source)
+    return cube
 
 
 def _report_non_finite(cube: DataCube) -> None:
@@ -288,7 +308,7 @@ def _report_non_finite(cube: DataCube) -> None:
             f'{cube.source}: {bad} of {np.prod(cube.scan_shape)} diffraction '
             'patterns contain NaN or inf values',
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -302,5 +322,5 @@ def _report_missing(
             f'{source}: the file does not give the {what}; left unknown '
             '(set them in the calibration widget or Calibration).',
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
