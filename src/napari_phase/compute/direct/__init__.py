@@ -11,6 +11,12 @@ aberration tuning.
 - ``refine.py``: aberrations that maximise a prepared phase's score.
 """
 
+from .quick_parallax import (
+    ParallaxPhase,
+    prepare_parallax_phase,
+    prepare_parallax_phase_steps,
+)
+from .refine import Refinement, refine_aberrations
 from .sideband import (
     DirectPhase,
     DirectResult,
@@ -23,8 +29,13 @@ from .sideband import (
 __all__ = [
     'DirectPhase',
     'DirectResult',
+    'ParallaxPhase',
+    'Refinement',
     'direct_ptychography',
     'direct_ptychography_steps',
     'prepare_direct',
     'prepare_direct_steps',
+    'prepare_parallax_phase',
+    'prepare_parallax_phase_steps',
+    'refine_aberrations',
 ]
