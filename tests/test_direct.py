@@ -397,3 +397,29 @@ def test_bad_input_is_named(sim):
                     'dark.h5')
     with pytest.raises(ValueError, match='no counts'):
         direct_ptychography(dark, rotation_deg=0.0)
+
+
+def test_quick_benchmark_times_every_stage(tmp_path):
+    """``python -m benchmarks.direct --quick`` runs and reports finite
+    times, the floors and the images' quality (times are never asserted)."""
+    import json
+    import math
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.direct', '--quick', '--repeats',
+         '1', '--updates', '3', '--out', str(tmp_path)],
+        cwd=repo, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / 'results.json').read_text())
+    cpu = report['devices']['cpu']
+    for name, stage in cpu['stages'].items():
+        assert 'error' not in stage, f'{name}: {stage}'
+        assert all(math.isfinite(s) and s >= 0 for s in stage['seconds'])
+    assert report['floors']['fft']['seconds'] > 0
+    assert cpu['quality']['SSB']['correlation'] > 0.5
+    assert (tmp_path / 'results.md').read_text() == report['markdown']

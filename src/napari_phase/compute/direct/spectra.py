@@ -155,31 +155,37 @@ def spectra_steps(
     n_q = shape[0] * (shape[1] // 2 + 1)
     real = xp.empty((n_pixels, n_q), np.float32)
     imag = xp.empty((n_pixels, n_q), np.float32)
-    window = edge_window((rx, ry), edge_blend, xp)
+    window = edge_window((rx, ry), edge_blend, xp) / bright_field.intensity
     fft = fft_of(xp)
     per_chunk = max(1, int(chunk_bytes // (rx * ry * 4)))
     for start in range(0, n_pixels, per_chunk):
         rows = slice(start, min(start + per_chunk, n_pixels))
-        images = xp.asarray(_gather(data, bright_field.pixels[rows]))
-        images = xp.moveaxis(images.astype(np.float32), -1, 0)
-        images -= images.mean(axis=(1, 2), keepdims=True)
-        padded = xp.zeros((len(images), *shape), np.float32)
-        padded[:, x0 : x0 + rx, y0 : y0 + ry] = images * window
-        spectra = fft.rfft2(padded).reshape(len(images), n_q)
-        spectra /= bright_field.intensity
+        n = rows.stop - rows.start
+        block = xp.asarray(_gather(data, bright_field.pixels[rows]))
+        images = block.T.reshape(n, rx, ry)  # a view: (pixel, x, y)
+        padded = xp.zeros((n, *shape), np.float32)
+        inside = padded[:, x0 : x0 + rx, y0 : y0 + ry]
+        xp.subtract(images, block.mean(axis=0, dtype=np.float64)[:, None, None],
+                    out=inside, casting='unsafe')
+        inside *= window
+        spectra = fft.rfft2(padded).reshape(n, n_q)
         real[rows], imag[rows] = spectra.real, spectra.imag
         yield rows.stop / n_pixels
     return real, imag
 
 
 def _gather(data, pixels):
-    """``data[:, :, pixels]`` (Rx, Ry, n): the images of detector
-    ``pixels`` (n, 2); a dask array is read once, its box of pixels
-    only."""
-    ix, iy = pixels[:, 0], pixels[:, 1]
+    """(Rx·Ry, n): the counts of detector ``pixels`` (n, 2) at every scan
+    position. A dask array is read once, its box of pixels only."""
+    rx, ry, _, qy = data.shape
     if not is_dask(data):
         xp = xp_of(data)
-        return data[:, :, xp.asarray(ix), xp.asarray(iy)]
+        if data.flags.c_contiguous:  # one row per pattern: take is the
+            flat = xp.asarray(pixels[:, 0] * qy + pixels[:, 1])  # fastest
+            return xp.take(data.reshape(rx * ry, -1), flat, axis=1)
+        ix, iy = (xp.asarray(i) for i in pixels.T)
+        return data[:, :, ix, iy].reshape(rx * ry, -1)
     (x0, y0), (x1, y1) = pixels.min(axis=0), pixels.max(axis=0) + 1
-    box = data[:, :, x0:x1, y0:y1].reshape(*data.shape[:2], -1)
-    return box[..., (ix - x0) * (y1 - y0) + (iy - y0)].compute()
+    box = data[:, :, x0:x1, y0:y1].reshape(rx * ry, -1)
+    flat = (pixels[:, 0] - x0) * (y1 - y0) + (pixels[:, 1] - y0)
+    return box[:, flat].compute()
