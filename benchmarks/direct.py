@@ -190,9 +190,9 @@ def _calibrated_cube(data):
 def _padded(cube) -> tuple[int, int]:
     import inspect
 
-    from napari_phase import prepare_direct
+    from napari_phase.compute.direct import prepare_direct_steps
 
-    padding = inspect.signature(prepare_direct).parameters[
+    padding = inspect.signature(prepare_direct_steps).parameters[
         'object_padding_px'].default
     return tuple(n + p for n, p in zip(cube.scan_shape, padding))
 

@@ -423,3 +423,11 @@ def test_quick_benchmark_times_every_stage(tmp_path):
     assert report['floors']['fft']['seconds'] > 0
     assert cpu['quality']['SSB']['correlation'] > 0.5
     assert (tmp_path / 'results.md').read_text() == report['markdown']
+
+
+def test_too_large_for_memory_is_refused_with_the_sizes(sim, monkeypatch):
+    from napari_phase.compute.direct import sideband
+
+    monkeypatch.setattr(sideband, 'available_memory', lambda xp: 10**6)
+    with pytest.raises(MemoryError, match=r'GB .*bright-field pixels.*bin'):
+        prepare_direct(calibrated(sim))

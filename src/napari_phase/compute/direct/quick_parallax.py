@@ -112,8 +112,12 @@ def prepare_parallax_phase_steps(
     object_padding_px: tuple[int, int] = (4, 4),
     device: str = 'cpu',
 ) -> Generator[float, None, ParallaxPhase]:
-    """:func:`prepare_parallax_phase` as a generator of progress
-    fractions; stop iterating to cancel."""
+    """Compute the bright-field images' spectra of ``cube`` once (pixels
+    of the mean pattern ≥ ``threshold_intensity``·max; ``edge_blend`` and
+    ``object_padding_px`` in scan px, as in :func:`napari_phase.parallax`)
+    for fast :meth:`ParallaxPhase.phase` updates; a generator of progress
+    fractions that returns the :class:`ParallaxPhase` (stop iterating to
+    cancel)."""
     if not isinstance(cube, DataCube):
         raise TypeError(
             f'the parallax phase needs a DataCube, not {type(cube).__name__}'
@@ -146,20 +150,9 @@ def prepare_parallax_phase_steps(
     return ParallaxPhase(cube, theta, spectra, padding, parameters, xp)
 
 
-def prepare_parallax_phase(
-    cube: DataCube,
-    threshold_intensity: float = 0.6,
-    edge_blend: float = 2.0,
-    object_padding_px: tuple[int, int] = (4, 4),
-    device: str = 'cpu',
-    progress: ProgressCallback | None = None,
-) -> ParallaxPhase:
-    """Compute the bright-field images' spectra of ``cube`` once (pixels
-    of the mean pattern ≥ ``threshold_intensity``·max; ``edge_blend`` and
-    ``object_padding_px`` in scan px, as in :func:`napari_phase.parallax`)
-    for fast :meth:`ParallaxPhase.phase` updates."""
-    return run_steps(
-        prepare_parallax_phase_steps(cube, threshold_intensity, edge_blend,
-                                     object_padding_px, device),
-        progress,
-    )
+def prepare_parallax_phase(cube: DataCube,
+                           progress: ProgressCallback | None = None,
+                           **options) -> ParallaxPhase:
+    """:func:`prepare_parallax_phase_steps` run to the end (the same
+    ``options``); ``progress`` receives its fractions."""
+    return run_steps(prepare_parallax_phase_steps(cube, **options), progress)

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..backend import (
     ProgressCallback,
+    available_memory,
     device_xp,
     fft_of,
     is_cupy,
@@ -138,7 +139,8 @@ class DirectPhase(PreparedPhase):
     """Direct ptychography prepared for live updates: the bright-field
     spectra are computed once (:func:`prepare_direct`); :meth:`phase`
     recomputes only the aberration phase and one sum over the pixels.
-    Thread-safe: an update holds no shared state."""
+    Thread-safe: the only state updates share, each method's side-band
+    weights for the last geometry, is replaced whole."""
 
     name = 'direct ptychography phase'
 
@@ -170,7 +172,7 @@ class DirectPhase(PreparedPhase):
             np.float32,
         )
         self.bright_field_weight = float((to_numpy(self._a) ** 2).sum())
-        self._bands = None  # side-band weights of the last geometry
+        self._bands = {}  # method → side-band weights, last geometry
 
     # --- the fast update ----------------------------------------------
 
@@ -277,9 +279,9 @@ class DirectPhase(PreparedPhase):
         )
 
     def _side_bands(self, q, key) -> SideBands:
-        """The side-band weights of this geometry, kept until the next
-        geometry (one reference swap: safe across threads)."""
-        bands = self._bands
+        """The side-band weights of this geometry and method, kept until
+        the next geometry (one reference swap: safe across threads)."""
+        bands = self._bands.get(key[2])
         if bands is None or bands.key != key:
             ones, q2 = np.ones(q.shape[1]), (q**2).sum(axis=0)
             bands = side_bands(
@@ -290,7 +292,7 @@ class DirectPhase(PreparedPhase):
                                 np.float32),
                 key[2] == 'ssb', self.xp,
             )
-            self._bands = bands
+            self._bands[key[2]] = bands
         return bands
 
 
@@ -325,8 +327,20 @@ def prepare_direct_steps(
     device: str = 'cpu',
     chunk_bytes: int = CHUNK_BYTES,
 ) -> Generator[float, None, DirectPhase]:
-    """:func:`prepare_direct` as a generator of progress fractions; stop
-    iterating to cancel."""
+    """Compute the bright-field spectra of ``cube`` once (see
+    ``spectra.py``) for fast :meth:`DirectPhase.phase` updates; a generator
+    of progress fractions that returns the :class:`DirectPhase` (stop
+    iterating to cancel).
+
+    ``method``: the default of :meth:`DirectPhase.phase` ('ssb' or 'obf');
+    ``edge_blend`` (scan px) blends the images to their mean at the scan
+    edges, ``object_padding_px`` (px, total per axis) pads the scan so
+    the FFT's wrap-around does not fold one edge onto the other;
+    ``chunk_bytes`` bounds the images transformed at a time; ``device``
+    'cpu' or 'gpu' (cupy). Needs the calibration's scan step, detector
+    pixel and energy; the probe centre and radius are fitted when the
+    calibration has none.
+    """
     if not isinstance(cube, DataCube):
         raise TypeError(
             f'direct ptychography needs a DataCube, not {type(cube).__name__}'
@@ -343,6 +357,7 @@ def prepare_direct_steps(
     mean_pattern = cube.mean_and_max_pattern()[0]
     yield 0.1
     bright_field = find_bright_field(mean_pattern, cal)
+    _check_memory(cube, bright_field, padding, xp)
     real, imag = yield from _rescaled(
         spectra_steps(data, bright_field, edge_blend, padding, xp,
                       chunk_bytes),
@@ -362,27 +377,30 @@ def prepare_direct_steps(
                        parameters, xp)
 
 
-def prepare_direct(cube: DataCube, method: str = 'ssb',
-                   edge_blend: float = 2.0,
-                   object_padding_px: tuple[int, int] = (4, 4),
-                   device: str = 'cpu', chunk_bytes: int = CHUNK_BYTES,
-                   progress: ProgressCallback | None = None) -> DirectPhase:
-    """Compute the bright-field spectra of ``cube`` once (see
-    ``spectra.py``) for fast :meth:`DirectPhase.phase` updates.
+def _check_memory(cube, bright_field, padding, xp) -> None:
+    """Refuse, naming the sizes, what would not fit: the spectra and the
+    side-band weights, two (K, N_Q) complex arrays' worth."""
+    shape = padded_shape(cube.scan_shape, padding)
+    n_q = shape[0] * (shape[1] // 2 + 1)
+    needed = 16 * len(bright_field.pixels) * n_q
+    free = available_memory(xp)
+    if needed > 0.8 * free:
+        raise MemoryError(
+            f'{cube.source}: direct ptychography would hold '
+            f'{needed / 1e9:.1f} GB (the spectra of '
+            f'{len(bright_field.pixels)} bright-field pixels over {n_q} '
+            f'frequencies, and their side-band weights) but '
+            f'{free / 1e9:.1f} GB are free: bin the detector or crop the '
+            'scan'
+        )
 
-    ``edge_blend`` (scan px) blends the images to their mean at the scan
-    edges, ``object_padding_px`` (px, total per axis) pads the scan so
-    the FFT's wrap-around does not fold one edge onto the other;
-    ``chunk_bytes`` bounds the images transformed at a time; ``device``
-    'cpu' or 'gpu' (cupy). Needs the calibration's scan step, detector
-    pixel and energy; the probe centre and radius are fitted when the
-    calibration has none.
-    """
-    return run_steps(
-        prepare_direct_steps(cube, method, edge_blend, object_padding_px,
-                             device, chunk_bytes),
-        progress,
-    )
+
+def prepare_direct(cube: DataCube,
+                   progress: ProgressCallback | None = None,
+                   **options) -> DirectPhase:
+    """:func:`prepare_direct_steps` run to the end (the same ``options``);
+    ``progress`` receives its fractions."""
+    return run_steps(prepare_direct_steps(cube, **options), progress)
 
 
 def direct_ptychography_steps(
@@ -396,8 +414,17 @@ def direct_ptychography_steps(
     object_padding_px: tuple[int, int] = (4, 4),
     device: str = 'cpu',
 ) -> Generator[float, None, DirectResult]:
-    """:func:`direct_ptychography` as a generator of progress fractions;
-    returns the :class:`DirectResult`. Stop iterating to cancel."""
+    """Direct ptychography phase of ``cube`` (see the module doc), as a
+    generator of progress fractions that returns the
+    :class:`DirectResult` (stop iterating to cancel).
+
+    ``method`` 'ssb' (single side band, aberration compensated, both side
+    bands) or 'obf' (optimum bright field). ``C1`` (Å, = −defocus),
+    ``aberrations`` (polar, without C10: C12, phi12, C21... Å and
+    degrees), ``rotation_deg`` and ``transpose`` default to the
+    calibration's (e.g. the pair parallax handed on); the rest as in
+    :func:`prepare_direct_steps`.
+    """
     inputs = {'C1': C1, 'aberrations': aberrations,
               'rotation_deg': rotation_deg, 'transpose': transpose}
     if aberrations and 'C10' in aberrations:
@@ -422,29 +449,12 @@ def direct_ptychography_steps(
     return result
 
 
-def direct_ptychography(
-    cube: DataCube,
-    method: str = 'ssb',
-    C1: float | None = None,
-    aberrations: dict | None = None,
-    rotation_deg: float | None = None,
-    transpose: bool | None = None,
-    edge_blend: float = 2.0,
-    object_padding_px: tuple[int, int] = (4, 4),
-    device: str = 'cpu',
-    progress: ProgressCallback | None = None,
-) -> DirectResult:
-    """Direct ptychography phase of ``cube`` (see the module doc):
-    ``method`` 'ssb' (single side band, aberration compensated, both side
-    bands) or 'obf' (optimum bright field). ``C1`` (Å, = −defocus),
-    ``aberrations`` (polar, without C10: C12, phi12, C21... Å and
-    degrees), ``rotation_deg`` and ``transpose`` default to the
-    calibration's (e.g. the pair parallax handed on); the rest as in
-    :func:`prepare_direct`. ``progress`` receives fractions in [0, 1].
-    """
+def direct_ptychography(cube: DataCube, method: str = 'ssb',
+                        progress: ProgressCallback | None = None,
+                        **options) -> DirectResult:
+    """Direct ptychography phase of ``cube``: ``method`` 'ssb' or 'obf',
+    the other ``options`` as in :func:`direct_ptychography_steps`;
+    ``progress`` receives fractions in [0, 1]."""
     return run_steps(
-        direct_ptychography_steps(cube, method, C1, aberrations,
-                                  rotation_deg, transpose, edge_blend,
-                                  object_padding_px, device),
-        progress,
+        direct_ptychography_steps(cube, method, **options), progress
     )
