@@ -431,3 +431,24 @@ def test_too_large_for_memory_is_refused_with_the_sizes(sim, monkeypatch):
     monkeypatch.setattr(sideband, 'available_memory', lambda xp: 10**6)
     with pytest.raises(MemoryError, match=r'GB .*bright-field pixels.*bin'):
         prepare_direct(calibrated(sim))
+
+
+def test_aperture_edge_from_the_vacuum_probe():
+    """A specimen's scattering widens the mean pattern's disk edge; the
+    vacuum probe, when given, sets the edge (here: an amplitude ramp from
+    19.5 to 20.5 px; the mean pattern blurred to a ≈ 6 px edge)."""
+    from scipy import ndimage
+
+    from napari_phase.compute.direct.spectra import find_bright_field
+
+    r = np.hypot(*(np.indices((64, 64)) - 32.0))
+    probe = np.clip(20.5 - r, 0, 1) ** 2 * 50
+    mean = ndimage.gaussian_filter(probe, 2.0)
+    cal = Calibration(q_pixel_mrad=1.0, energy=3e5, probe_center=(32, 32),
+                      probe_radius=20)
+    dk = cal.q_pixel_inv_A
+    sharp = find_bright_field(mean, cal, vacuum_probe=probe).aperture
+    assert sharp.inner / dk == pytest.approx(19.5, abs=0.2)
+    assert sharp.outer / dk == pytest.approx(20.5, abs=0.2)
+    wide = find_bright_field(mean, cal).aperture
+    assert (wide.outer - wide.inner) / dk > 4

@@ -191,8 +191,10 @@ def _parallax(params, cube, recipe, run, **_):
             colormap='gray'))
 
 
-def _direct(params, cube, recipe, run, **_):
-    kwargs = _method_kwargs(params, recipe)
+def _direct(params, cube, probe, recipe, run, **_):
+    kwargs = _method_kwargs(params, recipe, exclude=('vacuum_probe',))
+    if params.get('vacuum_probe', True) and probe is not None:
+        kwargs['vacuum_probe'] = to_numpy(probe)
     result = yield from _fractions('direct',
                                    direct_ptychography_steps(cube, **kwargs))
     run.results['direct'] = result

@@ -127,6 +127,7 @@ SCHEMA = {
     },
     'direct': {
         'method': _p(type=str, choices=('ssb', 'obf')),
+        'vacuum_probe': _p(type=bool),
         'C1': _p('length'),
         'rotation_deg': _p('angle'),
         'transpose': _p(type=bool),

@@ -322,6 +322,7 @@ def _checked_method(method: str) -> str:
 def prepare_direct_steps(
     cube: DataCube,
     method: str = 'ssb',
+    vacuum_probe=None,
     edge_blend: float = 2.0,
     object_padding_px: tuple[int, int] = (4, 4),
     device: str = 'cpu',
@@ -333,6 +334,8 @@ def prepare_direct_steps(
     iterating to cancel).
 
     ``method``: the default of :meth:`DirectPhase.phase` ('ssb' or 'obf');
+    ``vacuum_probe`` (Qx, Qy) intensity, if given, gives the aperture's
+    edge (better than the mean pattern's, which the specimen widens);
     ``edge_blend`` (scan px) blends the images to their mean at the scan
     edges, ``object_padding_px`` (px, total per axis) pads the scan so
     the FFT's wrap-around does not fold one edge onto the other;
@@ -356,7 +359,7 @@ def prepare_direct_steps(
     xp = xp_of(data) if is_cupy(data) else device_xp(device)
     mean_pattern = cube.mean_and_max_pattern()[0]
     yield 0.1
-    bright_field = find_bright_field(mean_pattern, cal)
+    bright_field = find_bright_field(mean_pattern, cal, vacuum_probe)
     _check_memory(cube, bright_field, padding, xp)
     real, imag = yield from _rescaled(
         spectra_steps(data, bright_field, edge_blend, padding, xp,
@@ -368,6 +371,7 @@ def prepare_direct_steps(
         'edge_blend': edge_blend,
         'object_padding_px': padding,
         'device': device,
+        'vacuum_probe': vacuum_probe is not None,
         'probe_center': bright_field.center,
         'aperture_radius_px': bright_field.radius,
         'bright_field_pixels': len(bright_field.pixels),
@@ -406,6 +410,7 @@ def prepare_direct(cube: DataCube,
 def direct_ptychography_steps(
     cube: DataCube,
     method: str = 'ssb',
+    vacuum_probe=None,
     C1: float | None = None,
     aberrations: dict | None = None,
     rotation_deg: float | None = None,
@@ -430,8 +435,8 @@ def direct_ptychography_steps(
     if aberrations and 'C10' in aberrations:
         raise ValueError('give C1 as C1= (Å), not as aberrations["C10"]')
     prepared = yield from _rescaled(
-        prepare_direct_steps(cube, method, edge_blend, object_padding_px,
-                             device),
+        prepare_direct_steps(cube, method, vacuum_probe, edge_blend,
+                             object_padding_px, device),
         0.0, 0.95,
     )
     used = dict(prepared.aberrations)

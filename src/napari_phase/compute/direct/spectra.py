@@ -63,23 +63,35 @@ class BrightField:
     radius: float  # aperture half-amplitude radius (px)
 
 
-def find_bright_field(mean_pattern, cal: Calibration) -> BrightField:
+def find_bright_field(mean_pattern, cal: Calibration,
+                      vacuum_probe=None) -> BrightField:
     """The bright field of ``mean_pattern`` (Qx, Qy): centre and radius
     from the calibration (else fitted), the aperture edge fitted to the
-    pattern's radial profile, and every pixel inside the aperture, from
-    the centre outward (so that chunks of pixels near the centre, which
-    SSB does not use at low frequencies, can be skipped whole)."""
+    radial profile of ``vacuum_probe`` (about its own centre) or, without
+    one, of the pattern (a specimen's scattering widens that edge: on
+    abTEM's gold on carbon SSB then overshot the lowest frequencies ×1.7),
+    and every pixel inside the aperture, from the centre outward (so that
+    chunks of pixels near the centre, which SSB does not use at low
+    frequencies, can be skipped whole)."""
     pattern = np.asarray(to_numpy(mean_pattern), dtype=np.float64)
     center, radius = _center_and_radius(pattern, cal)
-    x, y = np.indices(pattern.shape)
-    r = np.hypot(x - center[0], y - center[1])
-    intensity = float(pattern[r < 0.7 * radius].mean())
-    if not intensity > 0:
-        raise ValueError(
-            'the bright-field disk has no counts: check the probe centre '
-            f'{center} and radius {radius:.1f} px'
+    r = _radii(pattern.shape, center)
+    intensity = _plateau(pattern, r, radius)
+    if vacuum_probe is None:
+        inner, outer = fit_aperture(r, pattern / intensity, radius)
+    else:
+        probe = np.asarray(to_numpy(vacuum_probe), dtype=np.float64)
+        if probe.shape != pattern.shape:
+            raise ValueError(
+                f'the vacuum probe has shape {probe.shape} but the '
+                f'patterns have {pattern.shape}'
+            )
+        fit = fit_probe(probe)
+        r_probe = _radii(probe.shape, fit.center)
+        inner, outer = fit_aperture(
+            r_probe, probe / _plateau(probe, r_probe, fit.radius),
+            fit.radius,
         )
-    inner, outer = fit_aperture(r, pattern / intensity, radius)
     dk = cal.q_pixel_inv_A
     pixels = np.argwhere(r < outer)
     pixels = pixels[np.argsort(r[tuple(pixels.T)], kind='stable')]
@@ -88,6 +100,22 @@ def find_bright_field(mean_pattern, cal: Calibration) -> BrightField:
         pixels, k, Aperture(inner * dk, outer * dk), intensity,
         tuple(center), (inner + outer) / 2,
     )
+
+
+def _radii(shape, center) -> np.ndarray:
+    x, y = np.indices(shape)
+    return np.hypot(x - center[0], y - center[1])
+
+
+def _plateau(pattern, r, radius) -> float:
+    """Mean counts inside 0.7 of the disk's ``radius`` (px)."""
+    intensity = float(pattern[r < 0.7 * radius].mean())
+    if not intensity > 0:
+        raise ValueError(
+            'the bright-field disk has no counts: check the probe centre '
+            f'and radius ({radius:.1f} px)'
+        )
+    return intensity
 
 
 def _center_and_radius(pattern, cal: Calibration):
