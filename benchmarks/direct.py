@@ -11,8 +11,9 @@ probe centre and radius: the times do not include a parallax fit):
 - **floors** (``floors.py``): one read pass over the cube, and the FFTs
   the preparation cannot avoid: one complex FFT of the padded scan per
   bright-field pixel (ours are real FFTs, about half of that);
-- **prepare**: ``prepare_direct`` (mean pattern, bright field, the
-  spectra of every bright-field pixel), once per repeat;
+- **prepare**: ``prepare_direct`` with the vacuum probe (mean pattern,
+  bright field, the spectra of every bright-field pixel), once per
+  repeat;
 - **update**: ``DirectPhase.phase`` for a new C1 (SSB and OBF), a new
   astigmatism, a new rotation (which also recomputes the side-band
   weights): the median of ``--updates`` calls with changing values;
@@ -21,7 +22,8 @@ probe centre and radius: the times do not include a parallax fit):
 - **quality**: each image's registered correlation with the truth
   (``compute/score.py``, as in the main table), DPC's for reference, and
   SSB/OBF's scale: the slope against the truth seen through the method's
-  transfer (1 = radians).
+  transfer (``DirectResult.apply_transfer``: band-limited to the scan,
+  then filtered), away from the scan's edges (1 = radians).
 
 CPU threads: ``backend.FFT_WORKERS`` (all cores). ``--device gpu`` runs
 the same on cupy where a GPU is lent (``both``: CPU then GPU; a missing
@@ -57,6 +59,7 @@ def main(argv=None) -> dict:
     data = dataset.prepare(HERE / '.build',
                            dataset.QUICK if args.quick else dataset.SEED)
     cube = _calibrated_cube(data)
+    probe = np.load(data['files']['probe_npy'])
     truth = np.load(data['files']['truth'])
     devices = ['cpu', 'gpu'] if args.device == 'both' else [args.device]
     report = {
@@ -72,7 +75,8 @@ def main(argv=None) -> dict:
         if device == 'gpu' and not gpu_available():
             report['devices'][device] = {'error': 'no GPU lent'}
             continue
-        report['devices'][device] = run(cube, truth, data, device, args)
+        report['devices'][device] = run(cube, probe, truth, data, device,
+                                        args)
     n_bf = next((d['bright_field_pixels'] for d in report['devices'].values()
                  if 'bright_field_pixels' in d), None)
     if n_bf:
@@ -88,7 +92,7 @@ def main(argv=None) -> dict:
     return report
 
 
-def run(cube, truth, data, device, args) -> dict:
+def run(cube, probe, truth, data, device, args) -> dict:
     """Every stage on ``device``; seconds, peaks and quality."""
     from napari_phase import (
         direct_ptychography,
@@ -101,8 +105,8 @@ def run(cube, truth, data, device, args) -> dict:
     rec = Recorder()
     start = {'C10': data['truth']['C1']}
     rotation = data['truth']['rotation_deg']
-    prepared = rec.run('prepare', lambda: prepare_direct(cube, device=device),
-                       args.repeats)
+    prepared = rec.run('prepare', lambda: prepare_direct(
+        cube, vacuum_probe=probe, device=device), args.repeats)
     c1 = start['C10'] * np.linspace(0.9, 1.1, args.updates)
     for method in ('ssb', 'obf'):
         prepared.phase(method=method)  # side bands of this geometry
@@ -115,9 +119,9 @@ def run(cube, truth, data, device, args) -> dict:
     _updates(rec, 'update: new rotation (SSB)', [
         lambda r=r: prepared.phase(rotation_deg=r)
         for r in rotation + np.linspace(-2, 2, max(3, args.updates // 4))])
-    ssb = rec.run('full SSB (direct_ptychography)',
-                  lambda: direct_ptychography(cube, device=device),
-                  args.repeats)
+    ssb = rec.run('full SSB (direct_ptychography)', lambda: (
+        direct_ptychography(cube, vacuum_probe=probe, device=device)),
+        args.repeats)
     quick = rec.run('parallax quick: prepare',
                     lambda: prepare_parallax_phase(cube, device=device),
                     args.repeats)
@@ -167,9 +171,8 @@ def _quality(image, result, truth, data, cube) -> dict:
                   truth_pixel=data['truth']['truth_pixel'])
     entry = {'correlation': found.correlation, 'sign': found.sign}
     if result is not None:  # scale: slope against the truth it can see
-        factor = dataset.TRUTH_UPSAMPLING
-        seen = result.apply_transfer(truth[::factor, ::factor])
-        m = max(2, image.shape[0] // 10)
+        seen = result.apply_transfer(truth, dataset.TRUTH_UPSAMPLING)
+        m = int(np.ceil(result.edge_px)) + 1
         a, b = (x[m:-m, m:-m] - x[m:-m, m:-m].mean() for x in (image, seen))
         entry['slope'] = float((a * b).sum() / (b * b).sum())
     return entry

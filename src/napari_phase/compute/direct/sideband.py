@@ -68,6 +68,7 @@ from ..reduce import run_steps
 from .kernel import SideBands, side_bands, trotter_sums
 from .polynomial import (
     chi_coefficients,
+    gradient,
     power_matrix,
     taylor_matrix,
     taylor_powers,
@@ -94,7 +95,10 @@ class DirectResult:
     position (0, 0), ``pixel_size`` Å (the scan step); ``transfer``: what
     the method passes of each spatial frequency of the phase (rfft2 grid
     of the scan padded by ``parameters['object_padding_px']``), see
-    :meth:`apply_transfer`.
+    :meth:`apply_transfer`. Within ``edge_px`` of the scan's edges the
+    phase is weaker: each pixel's partial images come from up to the
+    largest aberration shift ``|∇χ|/2π`` away, and the data fade out over
+    ``edge_blend`` there.
     """
 
     phase: np.ndarray
@@ -105,14 +109,22 @@ class DirectResult:
     aberrations: dict  # polar, C10 = C1 (Å, degrees): what was used
     rotation_deg: float
     transpose: bool
+    edge_px: float  # border (scan px) that the scan's edges reach into
     parameters: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def apply_transfer(self, image) -> np.ndarray:
-        """``image`` (a phase on the scan grid, rad) as this method would
-        see it: its deviation from the mean, padded like the data,
-        filtered by :attr:`transfer`."""
+    def apply_transfer(self, image, upsampling: int = 1) -> np.ndarray:
+        """``image`` (a phase, rad) as this method would see it on the
+        scan grid: its deviation from the mean, padded like the data,
+        filtered by :attr:`transfer`. ``image`` is on the scan grid, or
+        ``upsampling`` times finer (pixel (0, 0) at scan position (0, 0)):
+        it is then first band-limited to the scan's Nyquist frequency
+        (sampling it would fold finer detail into the band, which the
+        scan cannot see)."""
         image = np.asarray(image, dtype=np.float64)
+        if upsampling > 1:
+            image = _band_limited(image, upsampling)[
+                : self.phase.shape[0], : self.phase.shape[1]]
         padding = self.parameters['object_padding_px']
         shape = padded_shape(image.shape, padding)
         x0, y0 = (p // 2 for p in padding)
@@ -218,6 +230,7 @@ class DirectPhase(PreparedPhase):
             aberrations=aberrations,
             rotation_deg=rotation,
             transpose=transpose,
+            edge_px=self._edge_px(aberrations),
             parameters=dict(self.parameters) | {
                 'method': method,
                 'used': {'aberrations': aberrations,
@@ -226,6 +239,14 @@ class DirectPhase(PreparedPhase):
         )
 
     # --- internals ----------------------------------------------------
+
+    def _edge_px(self, aberrations) -> float:
+        """edge_blend + the largest shift |∇χ(k)|/2π (scan px) over the
+        bright field."""
+        coefficients = chi_coefficients(aberrations, self.wavelength)
+        shift = np.hypot(*gradient(coefficients, self._k).T).max()
+        return float(self.parameters['edge_blend']
+                     + shift / (2 * np.pi * self.scan_step))
 
     @property
     def _grid_shape(self):
@@ -294,6 +315,22 @@ class DirectPhase(PreparedPhase):
             )
             self._bands[key[2]] = bands
         return bands
+
+
+def _band_limited(image, factor: int) -> np.ndarray:
+    """Every ``factor``-th pixel of ``image`` after an ideal low pass to
+    the Nyquist frequency of that coarser grid (mirror-padded, so the
+    image's edges do not ring)."""
+    padded = np.pad(image, [(n // 2, n // 2) for n in image.shape],
+                    mode='reflect')
+    spectrum = np.fft.fft2(padded)
+    for axis, n in enumerate(padded.shape):
+        outside = np.abs(np.fft.fftfreq(n)) > 0.5 / factor
+        spectrum[(slice(None),) * axis + (outside,)] = 0
+    smooth = np.fft.ifft2(spectrum).real
+    x0, y0 = (n // 2 for n in image.shape)
+    return smooth[x0 : x0 + image.shape[0] : factor,
+                  y0 : y0 + image.shape[1] : factor]
 
 
 def _valid_frequencies(shape) -> np.ndarray:
