@@ -30,6 +30,12 @@ every Q we form ``S = Σ_k (G/I0)·conj(Γ)`` and ``N = Σ_k |Γ|²``:
   seen through the transfer ``T = √(N/(2Σa²))``, the signal-to-noise
   optimal filter for shot noise; T ≈ 1 where the bright field transfers
   with random phases (a large defocus), and 0 where it cannot transfer.
+  In the triple overlap a weak amplitude μ gives ``2e^{iO}(−μ̂ cos E)``
+  next to the phase's ``2e^{iO}φ̂ sin E`` (the same pixels, the same
+  phase factor: the data cannot tell them apart), so OBF reads amplitude
+  contrast as phase (on the simulator, μ = 0.2φ lowers its slope from
+  0.93 to 0.49); SSB's two side bands carry μ with opposite signs and
+  cancel it.
 
 Sign: with the calibration's pair (θ, C1) right, the phase is the
 specimen's (positive for a positive projected potential). The half-turn
