@@ -184,7 +184,7 @@ class DirectPhase(PreparedPhase):
         c0, c1 = bright_field.aperture.ramp
         k2 = (k**2).sum(axis=1)
         self._k = k
-        self._a = xp.asarray(np.clip(c0 - c1 * k2, 0, 1), np.float32)
+        self._a = xp.asarray(bright_field.aperture(k2), np.float32)
         self._ramp = xp.asarray(
             np.column_stack([c0 - c1 * k2, 2 * c1 * k, np.full(len(k), -c1)]),
             np.float32,

@@ -34,7 +34,7 @@ MIN_EDGE_PX = 0.5
 class Aperture:
     """Probe aperture amplitude ``a(k)``, 1 inside, 0 outside, with a ramp
     linear in |k|² between ``inner`` and ``outer`` (Å⁻¹), fitted to the
-    mean pattern's edge (see :func:`fit_aperture`)."""
+    edge of the vacuum probe or the mean pattern (:func:`fit_aperture`)."""
 
     inner: float
     outer: float
@@ -204,7 +204,8 @@ def spectra_steps(
 
 def _gather(data, pixels):
     """(Rx·Ry, n): the counts of detector ``pixels`` (n, 2) at every scan
-    position. A dask array is read once, its box of pixels only."""
+    position. Of a dask array only the box around the pixels is read
+    (once per chunk of pixels)."""
     rx, ry, _, qy = data.shape
     if not is_dask(data):
         xp = xp_of(data)
