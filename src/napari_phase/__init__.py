@@ -1,4 +1,5 @@
-"""napari-phase: 4D-STEM phase retrieval (DPC, parallax, ptychography)."""
+"""napari-phase: 4D-STEM phase retrieval (DPC, parallax, direct and
+iterative ptychography)."""
 
 from .compute.calibration import Calibration, CalibrationError
 from .compute.datacube import DataCube, DataCubeError
@@ -11,6 +12,16 @@ from .compute.detectors import (
     polygon_mask,
     rectangle_mask,
     virtual_images,
+)
+from .compute.direct import (
+    DirectPhase,
+    DirectResult,
+    ParallaxPhase,
+    direct_ptychography,
+    direct_ptychography_steps,
+    prepare_direct,
+    prepare_parallax_phase,
+    refine_aberrations,
 )
 from .compute.dpc import DPCResult, dpc
 from .compute.parallax import ParallaxResult, parallax, parallax_steps
@@ -30,17 +41,25 @@ __all__ = [
     'DataCube',
     'DataCubeError',
     'DPCResult',
+    'DirectPhase',
+    'DirectResult',
+    'ParallaxPhase',
     'ParallaxResult',
     'PtychoResult',
     'ReadError',
+    'direct_ptychography',
+    'direct_ptychography_steps',
     'dpc',
     'load_results',
     'parallax',
     'parallax_steps',
+    'prepare_direct',
+    'prepare_parallax_phase',
     'ptychography',
     'ptychography_iter',
     'read_datacube',
     'read_probe',
+    'refine_aberrations',
     'run_pipeline',
     'save_results',
     'simulate',

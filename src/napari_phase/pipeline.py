@@ -2,11 +2,11 @@
 every result on one physical grid out.
 
 Steps run in :data:`~napari_phase.recipe.STEP_ORDER` (calibrate → virtual
-BF/ADF → DPC → parallax → ptychography), those present in the recipe and
-asked for. They share ONE :class:`Calibration`, the cube's: the probe fit
-writes the probe centre, radius and Q pixel into it, parallax its rotation,
-transpose, C1 and aberrations, and ptychography reads them from it, as the
-widgets do.
+BF/ADF → DPC → parallax → direct → ptychography), those present in the
+recipe and asked for. They share ONE :class:`Calibration`, the cube's: the
+probe fit writes the probe centre, radius and Q pixel into it, parallax its
+rotation, transpose, C1 and aberrations, and direct ptychography and
+ptychography read them from it, as the widgets do.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .compute.backend import to_numpy
 from .compute.calibration import Calibration
 from .compute.datacube import DataCube
 from .compute.detectors import adf_mask, bf_mask, virtual_images
+from .compute.direct import direct_ptychography_steps
 from .compute.dpc import dpc
 from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
@@ -33,8 +34,8 @@ PTYCHO_DEFAULT_ITERATIONS = inspect.signature(
     ptychography_iter).parameters['num_iter'].default
 
 #: Method names accepted on the command line → recipe steps.
-METHODS = {'dpc': 'dpc', 'parallax': 'parallax', 'ptycho': 'ptychography',
-           'ptychography': 'ptychography'}
+METHODS = {'dpc': 'dpc', 'parallax': 'parallax', 'direct': 'direct',
+           'ptycho': 'ptychography', 'ptychography': 'ptychography'}
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def steps_to_run(recipe: dict, methods=None) -> list[str]:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise RecipeError(f'unknown method(s) {", ".join(unknown)}; choose '
-                          'from dpc, parallax, ptycho')
+                          'from dpc, parallax, direct, ptycho')
     wanted = {METHODS[m] for m in methods} | {'calibrate', 'virtual'}
     missing = sorted(wanted - set(steps) - {'calibrate', 'virtual'})
     if missing:
@@ -190,6 +191,19 @@ def _parallax(params, cube, recipe, run, **_):
             colormap='gray'))
 
 
+def _direct(params, cube, probe, recipe, run, **_):
+    kwargs = _method_kwargs(params, recipe, exclude=('vacuum_probe',))
+    if params.get('vacuum_probe', True) and probe is not None:
+        kwargs['vacuum_probe'] = to_numpy(probe)
+    result = yield from _fractions('direct',
+                                   direct_ptychography_steps(cube, **kwargs))
+    run.results['direct'] = result
+    run.layers.append(real_space_layer(
+        result.phase, 'direct phase', result.pixel_size,
+        result.parameters | {'recipe': params}, result.origin,
+        colormap='gray'))
+
+
 def _ptychography(params, cube, probe, recipe, run, **_):
     use_probe = params.get('vacuum_probe', True) and probe is not None
     kwargs = _method_kwargs(params, recipe, exclude=('vacuum_probe',))
@@ -229,5 +243,6 @@ STEPS = {
     'virtual': _virtual,
     'dpc': _dpc,
     'parallax': _parallax,
+    'direct': _direct,
     'ptychography': _ptychography,
 }

@@ -11,6 +11,7 @@ A recipe is a plain, versioned dict, written as YAML or JSON::
       virtual: {}
       dpc: {mask: threshold, mask_threshold: 0.8}
       parallax: {...}
+      direct: {method: ssb}
       ptychography: {num_iter: 16, ...}
 
 A step that is present runs (in the order of :data:`STEP_ORDER`). Values
@@ -32,7 +33,8 @@ import yaml
 
 #: Format version written in ``napari_phase_recipe``.
 VERSION = 1
-STEP_ORDER = ('calibrate', 'virtual', 'dpc', 'parallax', 'ptychography')
+STEP_ORDER = ('calibrate', 'virtual', 'dpc', 'parallax', 'direct',
+              'ptychography')
 
 
 class RecipeError(ValueError):
@@ -123,6 +125,15 @@ SCHEMA = {
         'transpose': _p(type=bool),
         'ctf_info_limit': _p('spatial frequency'),
     },
+    'direct': {
+        'method': _p(type=str, choices=('ssb', 'obf')),
+        'vacuum_probe': _p(type=bool),
+        'C1': _p('length'),
+        'rotation_deg': _p('angle'),
+        'transpose': _p(type=bool),
+        'edge_blend': _p('pixels'),
+        'object_padding_px': _p('pixels', type=int, pair=True),
+    },
     'ptychography': {
         'vacuum_probe': _p(type=bool),
         'defocus': _p('length'),
@@ -187,6 +198,8 @@ def step_of(parameters: dict) -> str | None:
     method = parameters.get('method')
     if method in SCHEMA:
         return method
+    if method in SCHEMA['direct']['method'].choices:
+        return 'direct'
     return next((step for step, key in STEP_MARKERS.items()
                  if key in parameters), None)
 
