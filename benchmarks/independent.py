@@ -10,8 +10,9 @@ stored data needs h5py and napari-phase's reader only.
 Geometry (``scan_positions``): scan position ``(i, j)`` is
 ``p_R = (i, j)·step`` in the scan frame; in the detector frame it is
 ``p_Q = swap?(R(−θ)·p_R)``. abTEM's specimen frame A has the orientation
-of its diffraction patterns (checked: a phase gradient along +x moves the
-CoM towards larger index along axis 0, zero frequency at index n//2), and
+of its diffraction patterns (:func:`check_orientation`, run before every
+simulation: a phase gradient along +x moves the CoM towards larger
+indices along axis 0 by ∇φ/2π, zero frequency at index n//2), and
 the detector is A with its axes swapped when ``transpose``: ``Q =
 swap?(A)``. So the probe goes to ``p_A = swap?(p_Q) = R(−θ)·p_R`` (plus an
 offset that centres the scan on the specimen) and every pattern is
@@ -377,6 +378,7 @@ def simulate(spec: Spec, workers: int = 2, progress=print):
     from napari_phase.compute.halfturn import skewness
 
     abtem.config.set({'diagnostics.progress_bar': False, 'fftw.threads': 1})
+    check_orientation(spec.energy)
     rng = np.random.default_rng(spec.seed)
     b, nq = BINNING, spec.detector
     cell = b * spec.window  # Å: the simulation cell of one tile
@@ -433,10 +435,10 @@ def simulate(spec: Spec, workers: int = 2, progress=print):
     if spec.transpose:  # the detector's axes swapped: Q = swap(A)
         expected = expected.swapaxes(-1, -2)
         vacuum = vacuum.T
-    data = rng.poisson(expected).astype(np.uint16)
-    if data.max() == np.iinfo(np.uint16).max:
+    data = rng.poisson(expected)
+    if data.max() > np.iinfo(np.uint16).max:
         raise ValueError(f'{spec.name}: counts overflow uint16')
-    data = data.reshape(*spec.scan_shape, nq, nq)
+    data = data.astype(np.uint16).reshape(*spec.scan_shape, nq, nq)
 
     centre_A = [(gpts // 2 - c - (b - 1) / 2) / b for c in crop]
     centre_Q = centre_A[::-1] if spec.transpose else centre_A
@@ -477,6 +479,39 @@ def _to_specimen(points_R, spec):
     return specimen_frame(
         to_detector(points_R, spec.rotation_deg, spec.transpose),
         spec.transpose)
+
+
+def check_orientation(energy: float = 300e3) -> None:
+    """Raise unless abTEM's diffraction patterns have the orientation this
+    module relies on: a smooth phase bump at +x (+y) of a focused probe
+    pulls the CoM towards larger indices along axis 0 (1), by ∇φ/2π, with
+    zero frequency at index n//2 (hand-computed: σ·dV/dr of a Gaussian
+    bump, a few per cent of blur allowed)."""
+    import abtem
+    from abtem.core.energy import energy2sigma
+
+    shape, sampling, width, height = (240, 200), 0.25, 6.0, 50.0
+    x, y = (np.arange(n)[:, None] * sampling for n in shape)
+    bump = height * np.exp(-((x - 30) ** 2 + (y.T - 20) ** 2)
+                           / (2 * width**2))
+    potential = abtem.PotentialArray(bump[None].astype(np.float32),
+                                     slice_thickness=1.0, sampling=sampling)
+    positions = np.array([[30.0 - width, 20.0], [30.0, 20.0 - width]])
+    patterns = abtem.Probe(energy=energy, semiangle_cutoff=22.6).multislice(
+        potential, scan=abtem.CustomScan(positions),
+        detectors=abtem.PixelatedDetector(max_angle='full'),
+    ).compute(scheduler='synchronous').array
+    slope = energy2sigma(energy) * height / width * math.exp(-0.5)
+    for axis, pattern in enumerate(patterns):
+        index = np.arange(shape[axis]) - shape[axis] // 2
+        other = 1 - axis
+        com = (pattern.sum(axis=other) * index).sum() / pattern.sum()
+        expected = slope / (2 * math.pi) * shape[axis] * sampling  # px
+        if not 0.9 < com / expected < 1.05:
+            raise RuntimeError(
+                f'abTEM {abtem.__version__}: a phase gradient along axis '
+                f'{axis} moved the CoM by {com:.4f} px, expected '
+                f'{expected:.4f}: its pattern orientation changed')
 
 
 def _tiles(scan_shape):

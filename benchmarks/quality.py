@@ -20,11 +20,12 @@ resolution (:func:`resolution`; DPC's reference is also blurred by the
 probe intensity, its point-spread).
 
 Default: the small datasets stored under tests/data/independent.
-``--seed-sized NAME ...``: their seed-sized versions (48×48×192²,
-simulated once and cached under benchmarks/.build/independent), with
-py4DSTEM 0.14.18 run on the same data beside ours (its own venv, the
-runner of ``python -m benchmarks``; its DPC phase, in cycles, is
-converted to radians).
+``--seed-sized [NAME ...]``: their seed-sized versions (48×48×192²,
+simulated once with abTEM and cached under benchmarks/.build/independent;
+gold_carbon, the seed's kind of specimen, unless named), and with
+``--py4dstem`` py4DSTEM 0.14.18 on the same data beside ours (its own
+venv and the runner of ``python -m benchmarks``; its DPC phase, in
+cycles, is converted to radians).
 """
 
 from __future__ import annotations
@@ -302,7 +303,8 @@ def main(argv=None) -> dict:
         parser.error('--py4dstem runs on the seed-sized set only')
     out = args.out or HERE / 'results' / (
         'quality-seed' if args.seed_sized else 'quality-small')
-    report = scorecard(args.names or list(independent.SPECS),
+    default = ['gold_carbon'] if args.seed_sized else list(independent.SPECS)
+    report = scorecard(args.names or default,
                        args.iterations, args.seed_sized, args.py4dstem, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'results.json').write_text(json.dumps(report, indent=1))

@@ -169,7 +169,7 @@ def quality(
     reference = ndimage.gaussian_filter(truth, fine, mode='nearest')
     found, moved = _registered(image, reference, image_pixel, truth_pixel,
                                image_origin, truth_origin, border, max_shift)
-    moved = ndimage.gaussian_filter(_filled(moved), fine, mode='nearest')
+    moved = ndimage.gaussian_filter(_extended(moved), fine, mode='nearest')
     a, b = (_inner(x - ndimage.gaussian_filter(x, wide, mode='nearest'),
                    border) for x in (moved, reference))
     a, b = a - a.mean(), b - b.mean()
@@ -227,6 +227,18 @@ def _filled(image) -> np.ndarray:
     if not finite.any():
         raise ValueError('the image does not overlap the truth at all')
     return np.where(finite, image, image[finite].mean())
+
+
+def _extended(image) -> np.ndarray:
+    """NaN (outside the image) replaced by the nearest finite value, as
+    the filters' 'nearest' mode extends the reference."""
+    missing = ~np.isfinite(image)
+    if not missing.any():
+        return image
+    _filled(image)  # raises if nothing is finite
+    nearest = ndimage.distance_transform_edt(
+        missing, return_distances=False, return_indices=True)
+    return image[tuple(nearest)]
 
 
 def _inner(image, border: float) -> np.ndarray:
