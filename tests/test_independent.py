@@ -291,3 +291,21 @@ def test_ptychography_from_the_true_pair_is_right_signed(datasets, name):
     assert score.correlation > 0.6
     assert 0.1 < score.slope < 1.2
 
+
+
+@pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
+def test_scorecard_scores_every_method(tmp_path):
+    from benchmarks import quality as scorecard
+
+    report = scorecard.main(['gold_carbon_T_under', '--iterations', '2',
+                             '--out', str(tmp_path)])
+    rows = report['gold_carbon_T_under']['tools']['ours']
+    assert list(rows) == list(scorecard.METHODS)
+    for method, row in rows.items():
+        assert not row.get('failed'), (method, row['note'])
+        assert -1 <= row['band_r'] <= 1 and math.isfinite(row['slope'])
+        assert abs(row['rotation_error_deg']) < 2, method  # see the docs
+        assert row['transpose_right'], method
+    assert rows['parallax']['C1_error'] == pytest.approx(0.075, abs=0.03)
+    table = (tmp_path / 'results.md').read_text()
+    assert table.count('| gold_carbon_T_under | ours |') == 5
