@@ -2,8 +2,16 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from napari_phase.compute.score import Score, register, score
+from napari_phase.compute.score import (
+    Score,
+    quality,
+    register,
+    relative_error,
+    rotation_error,
+    score,
+)
 
 
 def blobs(x, y):
@@ -82,3 +90,37 @@ def test_register_respects_max_shift():
 
 def test_score_is_a_plain_value():
     assert str(Score(0.5, (0.0, 0.0), 1)) == 'r = +0.500'
+
+
+def test_quality_measures_the_phase_scale_in_its_band():
+    truth = sampled(0.5, (128, 128))
+    same = quality(truth, truth, 0.5, 0.5, resolution=1.0)
+    assert same.correlation == pytest.approx(1, abs=1e-3)
+    assert same.slope == pytest.approx(1, abs=1e-3)
+    weak = quality(0.3 * truth + 2.0, truth, 0.5, 0.5, resolution=1.0)
+    assert weak.correlation == pytest.approx(1, abs=1e-3)
+    assert weak.slope == pytest.approx(0.3, abs=1e-3)
+    inverted = quality(-truth, truth, 0.5, 0.5, resolution=1.0)
+    assert inverted.inverted and inverted.slope == pytest.approx(-1, 1e-3)
+    assert 'inverted' in str(inverted)
+
+
+def test_quality_compares_with_the_truth_seen_through_the_psf():
+    truth = sampled(0.5, (128, 128))
+    x = np.arange(-20, 21)  # a Gaussian of σ = 3 Å
+    kernel = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * 6.0**2))
+    kernel /= kernel.sum()
+    blurred = ndimage.correlate(truth, kernel, mode='nearest')
+    plain = quality(blurred, truth, 0.5, 0.5, resolution=1.0)
+    seen = quality(blurred, truth, 0.5, 0.5, resolution=1.0, psf=kernel)
+    assert plain.slope < 0.8
+    assert seen.slope == pytest.approx(1, abs=0.01)
+    assert seen.correlation > 0.999
+
+
+def test_geometry_errors_count_the_half_turn():
+    assert rotation_error(165.0, -15.0) == pytest.approx(180.0)
+    assert rotation_error(-179.0, 179.0) == pytest.approx(2.0)
+    assert rotation_error(37.5, 37.3) == pytest.approx(0.2)
+    assert relative_error(-400.0, 400.0) == pytest.approx(-2.0)
+    assert relative_error(-370.0, -400.0) == pytest.approx(0.075)

@@ -8,6 +8,16 @@ reconstruction whose contrast is inverted correlates negatively: its
 ``sign`` is −1 and it is reported as inverted rather than silently
 flipped. Pearson's r ignores offset and scale, so
 radians, cycles and normalised bright-field units score alike.
+
+:func:`quality` adds the scale: the truth is first blurred to what the
+method can see (an optional point-spread, e.g. the probe intensity for
+DPC, then a Gaussian of the method's resolution), both images are
+band-passed (that Gaussian minus a wide one of σ ``coarse``: offsets and
+the largest scales, which integration and CTF correction cannot recover,
+are left out) and compared by Pearson's r and by the least-squares slope
+of the image against the truth (1 = the right radians).
+:func:`rotation_error` and :func:`relative_error` score the fitted
+geometry.
 """
 
 from __future__ import annotations
@@ -18,6 +28,10 @@ import numpy as np
 from scipy import ndimage, optimize
 
 from .compare import Grid, PlacedImage
+from .geometry import wrap_degrees
+
+#: σ (Å) of the wide Gaussian whose image is subtracted in the band-pass.
+COARSE = 8.0
 
 
 @dataclass(frozen=True)
@@ -59,15 +73,26 @@ def score(
     truth's width left out on every side; ``max_shift`` the largest
     registration shift searched, as a fraction of the truth's width.
     """
+    return _registered(image, truth, image_pixel, truth_pixel, image_origin,
+                       truth_origin, border, max_shift)[0]
+
+
+def _registered(image, truth, image_pixel, truth_pixel, image_origin,
+                truth_origin, border, max_shift):
+    """:func:`score`'s :class:`Score` and the image resampled on the
+    truth grid at the registered shift (NaN outside the image)."""
     truth = np.asarray(truth, dtype=float)
     image = _antialiased(np.asarray(image, float), image_pixel / truth_pixel)
     placed = PlacedImage(image, (image_pixel,) * 2, image_origin, 'image')
     grid = Grid(tuple(truth_origin), float(truth_pixel), truth.shape)
     inner_truth = _inner(truth, border)
 
-    def correlation_at(shift):
+    def sampled_at(shift):
         moved = grid.points + np.reshape(shift, (2, 1, 1)) * truth_pixel
-        return _pearson(_inner(placed.sample(moved), border), inner_truth)
+        return placed.sample(moved)
+
+    def correlation_at(shift):
+        return _pearson(_inner(sampled_at(shift), border), inner_truth)
 
     coarse, sign = register(
         _filled(placed.sample(grid.points)), truth, max_shift
@@ -76,14 +101,93 @@ def score(
         lambda shift: -sign * correlation_at(shift),
         coarse,
         method='Nelder-Mead',
-        options=dict(
-            initial_simplex=coarse + np.array([[0, 0], [0.7, 0], [0, 0.7]]),
-            xatol=0.01,
-            fatol=1e-7,
-        ),
+        options={
+            'initial_simplex': coarse
+            + np.array([[0, 0], [0.7, 0], [0, 0.7]]),
+            'xatol': 0.01,
+            'fatol': 1e-7,
+        },
     )
     r = correlation_at(fine.x)
-    return Score(r, tuple(float(s) for s in fine.x), 1 if r >= 0 else -1)
+    found = Score(r, tuple(float(s) for s in fine.x), 1 if r >= 0 else -1)
+    return found, sampled_at(fine.x)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A phase image against the truth blurred to the method's resolution:
+    ``correlation`` (band-passed Pearson r, signed), ``slope`` (band-passed
+    image per radian of truth: 1 = quantitative, < 0 = inverted),
+    ``registered`` (the plain :class:`Score`) and the parameters used
+    (``resolution`` FWHM and ``coarse`` σ in Å)."""
+
+    correlation: float
+    slope: float
+    registered: Score
+    resolution: float
+    coarse: float
+
+    @property
+    def inverted(self) -> bool:
+        return self.correlation < 0
+
+    def __str__(self) -> str:
+        text = f'band r = {self.correlation:+.3f}, slope {self.slope:+.2f}'
+        return text + ' (inverted)' if self.inverted else text
+
+
+def quality(
+    image,
+    truth,
+    image_pixel: float,
+    truth_pixel: float,
+    resolution: float,
+    image_origin: tuple[float, float] = (0.0, 0.0),
+    truth_origin: tuple[float, float] = (0.0, 0.0),
+    psf=None,
+    coarse: float = COARSE,
+    border: float = 0.1,
+    max_shift: float = 0.25,
+) -> Quality:
+    """Band-passed correlation and phase slope of ``image`` (radians, scan
+    frame) against ``truth`` (radians).
+
+    The reference is ``truth`` cross-correlated with ``psf`` (a kernel on
+    the truth grid, centred, summing to 1; e.g. the probe intensity, the
+    point-spread of full-detector DPC), then low-passed by a Gaussian of
+    FWHM ``resolution`` Å. The image is registered to it (:func:`score`),
+    low-passed the same way, and both are band-passed by subtracting a
+    Gaussian of σ ``coarse`` Å. ``border``/``max_shift`` as in
+    :func:`score`.
+    """
+    truth = np.asarray(truth, dtype=float)
+    if psf is not None:
+        truth = ndimage.correlate(truth, np.asarray(psf, float),
+                                  mode='nearest')
+    fine = resolution / (2 * np.sqrt(2 * np.log(2))) / truth_pixel
+    wide = coarse / truth_pixel
+    reference = ndimage.gaussian_filter(truth, fine, mode='nearest')
+    found, moved = _registered(image, reference, image_pixel, truth_pixel,
+                               image_origin, truth_origin, border, max_shift)
+    moved = ndimage.gaussian_filter(_extended(moved), fine, mode='nearest')
+    a, b = (_inner(x - ndimage.gaussian_filter(x, wide, mode='nearest'),
+                   border) for x in (moved, reference))
+    a, b = a - a.mean(), b - b.mean()
+    slope = float(np.sum(a * b) / np.sum(b * b))
+    return Quality(_pearson(a, b), slope, found, float(resolution),
+                   float(coarse))
+
+
+def rotation_error(found_deg: float, true_deg: float) -> float:
+    """``found − true`` in degrees, wrapped into (−180, 180]: a wrong
+    half-turn is ±180, not 0."""
+    return wrap_degrees(found_deg - true_deg)
+
+
+def relative_error(found: float, true: float) -> float:
+    """``(found − true) / |true|``: −2 for the right size with the wrong
+    sign."""
+    return (found - true) / abs(true)
 
 
 def register(image, reference, max_shift: float = 0.25):
@@ -125,8 +229,20 @@ def _filled(image) -> np.ndarray:
     return np.where(finite, image, image[finite].mean())
 
 
+def _extended(image) -> np.ndarray:
+    """NaN (outside the image) replaced by the nearest finite value, as
+    the filters' 'nearest' mode extends the reference."""
+    missing = ~np.isfinite(image)
+    if not missing.any():
+        return image
+    _filled(image)  # raises if nothing is finite
+    nearest = ndimage.distance_transform_edt(
+        missing, return_distances=False, return_indices=True)
+    return image[tuple(nearest)]
+
+
 def _inner(image, border: float) -> np.ndarray:
-    cut = [int(round(n * border)) for n in image.shape]
+    cut = [round(n * border) for n in image.shape]
     return image[cut[0] : image.shape[0] - cut[0],
                  cut[1] : image.shape[1] - cut[1]]
 
