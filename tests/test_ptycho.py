@@ -12,12 +12,12 @@ from napari_phase import (
     ptychography_iter,
     simulate,
 )
-from napari_phase.compute import ptycho, ptycho_kernels
+from napari_phase.compute.ptycho import access, memory, reconstruct
 
 #: A 20×20 scan on a 64² detector whose window (17 Å) holds the probe.
-SIM = dict(scan_shape=(20, 20), detector_shape=(64, 64), probe_radius_px=20,
-           C1=200.0, dose=1e5)
-FAST = dict(num_iter=20, max_batch_size=32, normalization_min=0.2)
+SIM = {'scan_shape': (20, 20), 'detector_shape': (64, 64), 'probe_radius_px': 20,
+           'C1': 200.0, 'dose': 1e5}
+FAST = {'num_iter': 20, 'max_batch_size': 32, 'normalization_min': 0.2}
 
 
 def correlation(a, b):
@@ -26,8 +26,8 @@ def correlation(a, b):
 
 def truth_params(sim):
     t = sim.truth
-    return dict(defocus=-t['C1'], rotation_deg=t['rotation_deg'],
-                transpose=t['transpose'])
+    return {'defocus': -t['C1'], 'rotation_deg': t['rotation_deg'],
+                'transpose': t['transpose']}
 
 
 @pytest.fixture(scope='module')
@@ -108,8 +108,8 @@ def test_probe_update_moves_a_wrong_defocus_towards_truth():
         return abs(np.vdot(probe, true_probe)) / (
             np.linalg.norm(probe) * np.linalg.norm(true_probe))
 
-    wrong = truth_params(sim) | dict(defocus=-150.0)
-    kw = dict(num_iter=20, max_batch_size=16, step_size=1.0)
+    wrong = truth_params(sim) | {'defocus': -150.0}
+    kw = {'num_iter': 20, 'max_batch_size': 16, 'step_size': 1.0}
     fixed = ptychography(sim.datacube, fix_probe=True, **wrong, **kw)
     free = ptychography(sim.datacube, fix_probe=False, **wrong, **kw)
     assert overlap(free.probe) > overlap(fixed.probe) + 0.01
@@ -151,7 +151,7 @@ def test_stop_is_honoured_within_one_batch(sim):
 def test_iterator_yields_iteration_error_and_phase(sim):
     steps = ptychography_iter(sim.datacube, num_iter=2, fix_probe=True,
                               **truth_params(sim))
-    (i1, e1, p1), (i2, e2, p2) = list(steps)
+    (i1, e1, p1), (i2, e2, _p2) = list(steps)
     assert (i1, i2) == (1, 2) and e2 <= e1
     assert p1.shape == sim.true_phase(pixel_size=0.2722).shape
 
@@ -175,9 +175,9 @@ def test_bad_inputs_give_clear_errors(sim):
     with pytest.raises(CalibrationError, match='C1'):
         ptychography(cube, rotation_deg=0.0, transpose=False)
     with pytest.raises(ValueError, match='nm or m'):
-        ptychography(cube, **params | dict(defocus=4e6))
+        ptychography(cube, **params | {'defocus': 4e6})
     with pytest.raises(ValueError, match='does not fit'):
-        ptychography(cube, **params | dict(defocus=-2000.0))
+        ptychography(cube, **params | {'defocus': -2000.0})
     with pytest.raises(TypeError):
         ptychography(cube, **params, iterations=3)
     with pytest.raises(ValueError, match='square'):
@@ -194,12 +194,12 @@ def test_gpu_request_without_gpu_falls_back(sim):
 
 
 def test_memory_estimate_and_refusal(sim, monkeypatch):
-    parts = ptycho.estimate_memory(400, (64, 64), (300, 300), 16,
-                                   cache_probes=True)
+    parts = memory.estimate_memory(400, (64, 64), (300, 300), 16,
+                                   cached_probes=400)
     assert parts['amplitudes'] == 400 * 64 * 64 * 4
     assert parts['probe cache'] == 400 * 64 * 64 * 8
     assert parts['total'] == sum(v for k, v in parts.items() if k != 'total')
-    monkeypatch.setattr(ptycho, 'available_memory', lambda xp: 1 << 20)
+    monkeypatch.setattr(reconstruct, 'available_memory', lambda xp: 1 << 20)
     with pytest.raises(MemoryError, match="free.*storage='lazy'"):
         ptychography(sim.datacube, **truth_params(sim))
 
@@ -211,10 +211,10 @@ def test_index_and_slice_patch_access_agree():
     values = rng.standard_normal((4, 8, 8)).astype(np.complex64)
     out = {}
     for kind in ('slices', 'index'):
-        access = ptycho_kernels.patch_access(np, 8, kind)
-        patches = access.gather(obj, corners, np.empty_like(values))
+        strategy = access.patch_access(np, 8, kind)
+        patches = strategy.gather(obj, corners, np.empty_like(values))
         target = np.zeros_like(obj)
-        access.scatter(target, corners, values)
+        strategy.scatter(target, corners, values)
         out[kind] = patches, target
     assert np.array_equal(out['slices'][0], out['index'][0])
     assert np.allclose(out['slices'][1], out['index'][1])
