@@ -84,7 +84,7 @@ def total_variation(obj, weight: float, xp, iterations=TV_ITERATIONS):
     dual = xp.zeros((2, *obj.shape), obj.dtype)
     out = obj
     for _ in range(iterations):
-        out = obj + _divergence(dual, xp)
+        out = obj - _divergence(dual, xp)
         gradient = _gradient(out, xp)
         norm = xp.sqrt((xp.abs(gradient) ** 2).sum(axis=0))
         dual -= tau * gradient

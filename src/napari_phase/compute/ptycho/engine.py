@@ -373,10 +373,16 @@ class Engine:
         intensity residual: least squares of ΔI = A² − Σ|Ψ|² against
         ∂I/∂x, ∂I/∂y (py4DSTEM's position correction), the derivatives
         from patches one pixel further along each axis (linearised:
-        2·Re Σ_k conj(Ψ_k)·(Ψ_k(x + 1) − Ψ_k))."""
+        2·Re Σ_k conj(Ψ_k)·(Ψ_k(x + 1) − Ψ_k)). Unlike py4DSTEM, each
+        pixel is weighted by 1/I (Poisson counts) and the normal
+        equations get a prior of (1 px)⁻²: a pattern whose intensities
+        hardly depend on its position (a probe on empty support) moves
+        little, where plain least squares would follow its noise."""
         xp = self.xp
         count = len(corners)
-        residual = (measured**2 - intensity(far, xp)).reshape(count, -1)
+        model = intensity(far, xp)
+        weight = (1 / xp.maximum(model, 1)).reshape(count, -1)
+        residual = (measured**2 - model).reshape(count, -1)
         slopes = []
         for axis in range(2):
             step = np.zeros(2, np.int64)
@@ -386,16 +392,14 @@ class Engine:
             moved *= xp.conjugate(far)
             slopes.append((2 * moved.real.sum(axis=1)).reshape(count, -1))
         dx, dy = slopes
-        a, b, c = ((dx * dx).sum(1), (dx * dy).sum(1), (dy * dy).sum(1))
-        u, v = (dx * residual).sum(1), (dy * residual).sum(1)
-        terms = [np.asarray(_host(t), np.float64) for t in (a, b, c, u, v)]
-        a, b, c, u, v = terms
+        wx, wy = dx * weight, dy * weight
+        terms = ((wx * dx).sum(1), (wx * dy).sum(1), (wy * dy).sum(1),
+                 (wx * residual).sum(1), (wy * residual).sum(1))
+        a, b, c, u, v = (np.asarray(_host(t), np.float64) for t in terms)
+        a, c = a + 1, c + 1
         det = a * c - b * b
-        ok = det > 1e-12 * np.maximum(a * c, 1e-300)
-        det = np.where(ok, det, 1.0)
-        return np.where(ok[:, None],
-                        np.stack([(c * u - b * v) / det,
-                                  (a * v - b * u) / det], axis=1), 0.0)
+        return np.stack([(c * u - b * v) / det, (a * v - b * u) / det],
+                        axis=1)
 
     def _move(self, batch, shifts):
         """Apply ``position_step``·shifts (each at most

@@ -95,7 +95,7 @@ def _check_probe_fits(probe, defocus, window):
         warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
-def initial_modes(probe, count: int, secondary_power: float = 0.1):
+def initial_modes(probe, count: int, secondary_power: float = 0.5):
     """``count`` mutually orthogonal modes (K, N, N) from one probe (N, N)
     (mixed-state ptychography, Thibault & Menzel 2013).
 
@@ -105,7 +105,12 @@ def initial_modes(probe, count: int, secondary_power: float = 0.1):
     along x and y and the defocus-like |k|² term, which is what the
     incoherent modes of a finite source and of an energy spread look like
     to first order. They share ``secondary_power`` of the total
-    intensity, which stays that of ``probe``; they keep its aperture."""
+    intensity, which stays that of ``probe``; they keep its aperture.
+    Gradient descent changes the modes' powers only slowly: starting
+    with half the intensity in the secondary modes, a 0.4 Å source blur
+    is fitted (error −20 %) and a 0.15 Å one costs nothing after 30
+    iterations (tests/test_ptycho_models.py), where 10 % left both as
+    one mode."""
     n = probe.shape[0]
     total = float(np.sum(np.abs(probe) ** 2))
     if count == 1:

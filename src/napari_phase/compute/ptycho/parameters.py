@@ -47,7 +47,7 @@ def checked_parameters(cube: DataCube, vacuum_probe, params: dict,
 def _take_model(previous, params):
     """The model parameters of ``previous``, or an error naming the one
     asked differently."""
-    if 'iterations_done' not in previous.parameters:
+    if 'iterations_done' not in getattr(previous, 'parameters', {}):
         raise TypeError('continue_from must be a PtychoResult of '
                         'napari_phase.ptychography')
     for key in MODEL:

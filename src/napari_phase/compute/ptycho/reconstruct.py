@@ -9,6 +9,7 @@ the model (no interpolation of the counts).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -142,18 +143,23 @@ def ptychography_iter(
     iteration ``position_correction_start`` on, each update
     ``position_step`` times the least-squares shift and at most
     ``max_position_update`` Å long; ``position_affine`` keeps them an
-    affine transform of the scan grid (positions.affine_fit), otherwise
-    their mean shift is removed.
+    affine transform of the scan grid (positions.affine_fit). A common
+    shift of all positions and of the object is not constrained (it
+    changes no pattern): ``positions`` and ``object`` move together.
 
     ``continue_from``: a previous result of the same cube to continue:
-    its object, probe modes, positions and iteration count (the batch
-    order of iteration i depends only on ``seed`` and i), so that 10
-    iterations then 6 more equal 16 in one run; the model parameters
-    (defocus, rotation, probe modes, slices, …) are its own (given again,
-    they must be equal) and ``seed`` defaults to its seed (else 0).
+    its object, probe modes (and momentum), positions and iteration count
+    (the batch order of iteration i depends only on ``seed`` and i), so
+    that 10 iterations then 6 more, with the same settings, equal 16 in
+    one run; the model parameters (defocus, rotation, probe modes,
+    slices, …) are its own (given again, they must be equal) and
+    ``seed`` defaults to its seed (else 0); the other settings are the
+    ones given (or the defaults), so a run may continue differently (a
+    free probe, position correction, constraints).
 
     ``object_padding_px``: margin (px) between the outermost probe centre
-    and the object edge, ≥ N//2 (default N//2). ``device`` 'cpu'/'gpu'
+    and the object edge, ≥ N//2 (default N//2, and one scan step more
+    with position correction). ``device`` 'cpu'/'gpu'
     (falls back to the CPU with a warning). ``storage``: where the
     measured amplitudes live. The device (default for in-memory data) or
     'cpu' (host memory, batches streamed to the GPU) hold all of them,
@@ -245,19 +251,27 @@ class _Run:
         )
         if velocity is not None:
             self.engine.velocity = self.xp.asarray(velocity)
+        self.engine.clip_positions()
 
     # -- preparation -----------------------------------------------------
     def _grid(self, n):
+        """Nominal centres, object shape and offset (positions.py); the
+        default padding is N//2, plus a scan step (room for corrected
+        positions) with position correction."""
         p, cal = self.params, self.cube.calibration
-        pad = np.asarray(p['object_padding_px'] or (n // 2,) * 2)
-        if np.any(pad < n // 2):
+        pad = p['object_padding_px']
+        if pad is None:
+            room = math.ceil(cal.scan_step / self.pixel_size)
+            pad = (n // 2 + room * p['position_correction'],) * 2
+        if np.any(np.asarray(pad) < n // 2):
             raise ValueError(
                 f'object_padding_px {tuple(pad)} must be at least N//2 = '
                 f'{n // 2} px (the probe window must fit in the object)'
             )
+        p['object_padding_px'] = tuple(int(v) for v in pad)
         return object_grid(self.cube.scan_shape, cal.scan_step,
                            self.pixel_size, p['rotation_deg'],
-                           p['transpose'], pad)
+                           p['transpose'], np.asarray(pad))
 
     def _fit_in_memory(self):
         """Chunking, batch and probe caching that fit (memory.py)."""
@@ -284,7 +298,8 @@ class _Run:
             empty = (np.zeros if self.params['object_type'] == 'potential'
                      else np.ones)
             return empty(shape), probes, self.nominal.copy(), None, []
-        obj = np.asarray(previous.object).reshape(-1, *previous.object.shape[-2:])
+        obj = np.array(previous.object)  # a copy: the result stays as it was
+        obj = obj.reshape(-1, *obj.shape[-2:])
         if obj.shape != shape:
             raise ValueError(
                 f'continue_from has an object of shape {obj.shape}, this '
@@ -294,9 +309,10 @@ class _Run:
             np.asarray(previous.positions).reshape(-1, 2), self.offset,
             self.pixel_size, p['rotation_deg'], p['transpose'])
         modes = previous.probe_modes
-        modes = previous.probe[None] if modes is None else modes
-        return (obj, modes, centres, previous.probe_velocity,
-                list(previous.errors))
+        modes = np.array(previous.probe[None] if modes is None else modes)
+        velocity = previous.probe_velocity
+        velocity = None if velocity is None else np.array(velocity)
+        return obj, modes, centres, velocity, list(previous.errors)
 
     # -- running -----------------------------------------------------------
     def iterate(self, progress, stop):
@@ -362,8 +378,8 @@ class _Run:
             engine.accelerate_probes(p['probe_momentum'])
             engine.probes = self._constrained_probes(engine.probes)
         engine.end_iteration()
-        if engine.correct_positions:
-            self._constrain_positions()
+        if engine.correct_positions and p['position_affine']:
+            self._fit_positions()
 
     def _constrained_probes(self, probes):
         p, xp, fft = self.params, self.xp, self.fft
@@ -377,15 +393,11 @@ class _Run:
                                                  fft, xp)
         return constraints.orthogonalise(probes, xp)
 
-    def _constrain_positions(self):
-        """Affine fit of the corrected positions, or their mean shift
-        removed (the object and the positions cannot drift together)."""
+    def _fit_positions(self):
+        """The corrected positions replaced by their affine fit to the scan
+        grid (positions.affine_fit)."""
         centres = self.engine.geometry.centres
-        if self.params['position_affine']:
-            centres[:], _ = affine_fit(self.nominal, centres, self.active)
-        else:
-            drift = (centres[self.active] - self.nominal[self.active])
-            centres -= drift.mean(axis=0)
+        centres[:], _ = affine_fit(self.nominal, centres, self.active)
         self.engine.clip_positions()
 
     # -- results -----------------------------------------------------------
