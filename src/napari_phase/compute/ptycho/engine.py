@@ -49,8 +49,10 @@ import numpy as np
 from .access import patch_access
 from .multislice import propagate
 
-#: Patterns per chunk on the CPU: small enough to stay in cache.
-CPU_CHUNK = 8
+#: Bytes of one complex wave array per chunk on the CPU (8 patterns of
+#: 192² px): small enough to stay in cache, large enough that numpy's
+#: per-call overhead does not count.
+CPU_CHUNK_BYTES = 8 * 192 * 192 * 8
 
 
 def separable_ramps(xp, shifts, sign: float, frequencies):
@@ -168,13 +170,15 @@ class Engine:
             self.obj = xp.asarray(obj, dtype=np.complex64)
         self.propagator = propagator
         self.step, self.minimum = step_size, normalization_min
-        self.chunk = chunk or (CPU_CHUNK if xp is np else 1 << 30)
+        self.chunk = chunk or (max(1, CPU_CHUNK_BYTES // probes.nbytes)
+                               if xp is np else 1 << 30)
         self.access = patch_access(xp, n, access)
         self.k = xp.asarray(np.fft.fftfreq(n))
         self.u = xp.asarray((np.arange(n) - n // 2) / n)
         self.gradient = xp.zeros(self.obj.shape, np.complex64)
         self.weight = xp.zeros(self.obj.shape, np.float32)
         self.cache_count, self.cache = cache_count, None
+        self._entrance = None
         self.velocity = xp.zeros_like(self.probes)
         self.previous = self.probes.copy()
         # Set per iteration by the caller (see reconstruct._Run).
@@ -228,6 +232,7 @@ class Engine:
         streamed from lazy data); default ``self.amplitudes[batch]``."""
         xp = self.xp
         cache = self._usable_cache()
+        self._entrance = None
         probe_terms = None if self.fix_probe else [
             xp.zeros_like(self.probes),
             xp.zeros(self.probes.shape[1:], np.float32),
@@ -270,7 +275,8 @@ class Engine:
         corners = self.geometry.corners(index)
         probes = self.shifted_probes(index, probe_k)
         patches = self._patches(corners)
-        incident, far = self.forward(probes, patches)
+        incident, far = self.forward(probes, patches,
+                                     reuse=probe_terms is None)
         if moves is not None:
             moves[:] = self._position_steps(probes, corners, far, measured)
         amplitudes = xp.array(measured, copy=True)
@@ -278,7 +284,8 @@ class Engine:
         delta = fft.ifft2(far, overwrite_x=True)
         for s in reversed(range(self.num_slices)):
             wave = incident[s]
-            access.scatter(self.weight[s], corners, intensity(wave, xp))
+            access.scatter(self.weight[s], corners, self._illumination(
+                wave, s))
             keep = s > 0 or probe_terms is not None
             terms = xp.conjugate(wave, out=None if keep else wave)
             terms = xp.multiply(terms, delta, out=None if keep else delta)
@@ -302,13 +309,29 @@ class Engine:
                                    xp.empty(shape, np.complex64))
                 for layer in self.obj]
 
-    def forward(self, probes, patches):
+    def _illumination(self, wave, s):
+        """Σ_k |ψ_s,k|² of a chunk, the preconditioner of slice s; for the
+        entrance, the modes' Σ_k |P_k|² at whole pixels (the sub-pixel
+        shifts, which cannot change the fixed point, are left out: one
+        array for the whole chunk)."""
+        if s:
+            return intensity(wave, self.xp)
+        if self._entrance is None:
+            self._entrance = intensity(self.probes[None], self.xp)[0]
+        return self.xp.broadcast_to(self._entrance, wave[:, 0].shape)
+
+    def forward(self, probes, patches, reuse=False):
         """The waves incident on each slice (S × (B, K, N, N)) and the far
-        field Ψ (B, K, N, N) of ``probes`` through ``patches``."""
+        field Ψ (B, K, N, N) of ``probes`` through ``patches``; ``reuse``:
+        the first slice's patches may hold its exit wave (one mode)."""
         incident, wave = [], probes
         for s, patch in enumerate(patches):
             incident.append(wave)
-            exit_wave = wave * patch[:, None]
+            if reuse and s == 0 and wave.shape[1] == 1:
+                exit_wave = self.xp.multiply(wave, patch[:, None],
+                                             out=patch[:, None])
+            else:
+                exit_wave = wave * patch[:, None]
             if s + 1 < len(patches):
                 wave = propagate(exit_wave, self.propagator, self.fft)
         return incident, self.fft.fft2(exit_wave, overwrite_x=True)

@@ -54,7 +54,7 @@ def gigabytes(n: int) -> str:
 
 
 def fit_in_memory(*, count, detector_shape, object_shape, max_batch,
-                  cpu_chunk, on_cpu, free, amplitudes_on_device, lazy,
+                  cpu_chunk_bytes, on_cpu, free, amplitudes_on_device, lazy,
                   cache_allowed, num_probes, num_slices, source, device):
     """Chunk, batch, cached probes and the estimate (a dict of parts) that
     fit in ``free`` bytes: the batch shrinks on a GPU (with a warning);
@@ -71,8 +71,9 @@ def fit_in_memory(*, count, detector_shape, object_shape, max_batch,
             num_probes=num_probes, num_slices=num_slices,
         )
 
-    chunk = min(batch, max(1, cpu_chunk // num_probes)) if on_cpu else batch
     per_probe = num_probes * int(np.prod(detector_shape)) * 8
+    chunk = (min(batch, max(1, cpu_chunk_bytes // per_probe)) if on_cpu
+             else batch)
     budget = min(PROBE_CACHE_BYTES, free // 4)
     cached = min(count, budget // per_probe) if cache_allowed else 0
     if need(chunk, cached)['total'] > free:

@@ -27,7 +27,7 @@ from ..datacube import DataCube
 from ..reduce import run_steps
 from . import constraints
 from .batches import HeldBatches, StreamedBatches, centred_amplitudes
-from .engine import CPU_CHUNK, Engine, Geometry, intensity_centre
+from .engine import CPU_CHUNK_BYTES, Engine, Geometry, intensity_centre
 from .initial_probe import initial_modes, initial_probe
 from .memory import fit_in_memory
 from .multislice import fresnel_propagator
@@ -280,7 +280,7 @@ class _Run:
             count=int(np.prod(self.cube.scan_shape)),
             detector_shape=self.cube.detector_shape,
             object_shape=self.object_shape, max_batch=p['max_batch_size'],
-            cpu_chunk=CPU_CHUNK, on_cpu=self.xp is np,
+            cpu_chunk_bytes=CPU_CHUNK_BYTES, on_cpu=self.xp is np,
             free=available_memory(self.xp),
             amplitudes_on_device=self.storage_xp is self.xp,
             lazy=self.lazy,
