@@ -123,6 +123,14 @@ class Recorder:
                    note=f'preprocess + 64 × per iteration (from {n})')
 
 
+def per_iteration(rec: Recorder, n: int) -> None:
+    """'per iteration' from the 'iterations' stage (``n`` of them)."""
+    run = rec.stages.get('iterations', {})
+    if 'seconds' in run:
+        rec.record('per iteration', seconds=[run['seconds'][0] / n],
+                   peak_mb=run['peak_mb'])
+
+
 def ptycho_geometry(config: dict, parallax_fit: dict | None) -> dict:
     """Rotation (degrees), transpose and C1 (Å) handed to ptychography:
     the parallax fit (as the seed does) or, if asked or missing, the

@@ -27,7 +27,6 @@ import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-import dask
 import numpy as np
 
 from ..backend import is_dask, iterate_scan_rows, to_numpy
@@ -50,11 +49,11 @@ def centred_amplitudes(data, shifts, storage_xp):
     return out
 
 
-def centred(patterns, shifts):
+def centred(patterns, shifts, out=None):
     """√max(I, 0) float32 (NaN counts as 0) of ``patterns`` (B, N, N), each
     rolled by −``shifts`` (B, 2; whole px, the beam's position) so that
-    its beam sits at the FFT origin. A new array."""
-    block = np.empty(patterns.shape, np.float32)
+    its beam sits at the FFT origin; in ``out`` or a new array."""
+    block = np.empty(patterns.shape, np.float32) if out is None else out
     for shift in np.unique(shifts, axis=0):
         pick = np.all(shifts == shift, axis=1)
         if pick.all():  # one beam position: no copies
@@ -115,8 +114,8 @@ class HeldBatches:
 
 class StreamedBatches(HeldBatches):
     """Batches read from the data window by window ('lazy' storage): a
-    window's chunks are read in one dask computation and become centred
-    amplitudes, from which its batches are taken."""
+    window's patterns are read and become centred amplitudes, from which
+    its batches are taken."""
 
     def __init__(self, data, shifts, active, batch: int):
         super().__init__(data, active, batch,
@@ -135,15 +134,23 @@ class StreamedBatches(HeldBatches):
                     yield window[3][part], amplitudes[part]
 
     def read_window(self, window):
-        """Centred amplitudes of a window's active patterns."""
+        """Centred amplitudes of a window's active patterns, read a few
+        scan rows (64 MB) at a time: memory holds the window's amplitudes
+        and one such piece, not the window's raw data as well."""
         rows, cols, keep, index = window
-        block = self.data[rows, cols]
-        if is_dask(block):
-            (block,) = dask.compute(block)
-        patterns = to_numpy(block).reshape(-1, *self.data.shape[2:])
-        if not keep.all():
-            patterns = patterns[keep]
-        return centred(patterns, self.shifts[index])
+        width = cols.stop - cols.start
+        out = np.empty((len(index), *self.data.shape[2:]), np.float32)
+        filled = 0
+        for part_rows, part in iterate_scan_rows(self.data[rows, cols]):
+            patterns = to_numpy(part).reshape(-1, *self.data.shape[2:])
+            start = part_rows.start * width
+            mask = keep[start : start + len(patterns)]
+            if not mask.all():
+                patterns = patterns[mask]
+            mine = slice(filled, filled + len(patterns))
+            centred(patterns, self.shifts[index[mine]], out=out[mine])
+            filled += len(patterns)
+        return out
 
 
 def streamed_window(batch: int, detector_shape) -> int:
