@@ -157,3 +157,13 @@ def write_result(out_dir: Path, result: dict) -> None:
     """``result.json`` in ``out_dir`` (the harness reads it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'result.json').write_text(json.dumps(result, indent=1))
+
+
+def publish(out_dir: Path, report: dict) -> None:
+    """``results.json`` and ``results.md`` (the report's 'markdown') in
+    ``out_dir``, and the table on stdout."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / 'results.json').write_text(json.dumps(report, indent=1))
+    (out_dir / 'results.md').write_text(report['markdown'])
+    print(report['markdown'])
+    print(f'written to {out_dir}')

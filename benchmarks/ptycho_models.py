@@ -45,6 +45,7 @@ from benchmarks import dataset
 from benchmarks.measure import (
     Recorder,
     per_iteration,
+    publish,
     save_image,
     write_result,
 )
@@ -96,11 +97,7 @@ def main(argv=None) -> dict:
               'options': vars(args), 'cpu_count': os.cpu_count(),
               'dataset': data['parameters'], 'rows': rows}
     report['markdown'] = markdown(report)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'results.json').write_text(json.dumps(report, indent=1))
-    (out / 'results.md').write_text(report['markdown'])
-    print(report['markdown'])
-    print(f'written to {out}')
+    publish(out, report)
     return report
 
 

@@ -89,6 +89,7 @@ def main(argv=None) -> dict:
     args = _arguments(argv)
     from benchmarks.dataset import SEED
     from benchmarks.lazy_throughput import write_tiled
+    from benchmarks.measure import publish
     from napari_phase import simulate
 
     side = min(args.scans)
@@ -124,11 +125,7 @@ def main(argv=None) -> dict:
               'exponent': exponents(rows),
               'cpu_exponent': exponents(rows, 'cpu_seconds')}
     report['markdown'] = markdown(report)
-    out = Path(args.out or HERE / 'results' / 'ptycho-scaling')
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'results.json').write_text(json.dumps(report, indent=1))
-    (out / 'results.md').write_text(report['markdown'])
-    print(report['markdown'])
+    publish(Path(args.out or HERE / 'results' / 'ptycho-scaling'), report)
     return report
 
 
