@@ -217,6 +217,13 @@ def test_memory_estimate_and_refusal(sim, monkeypatch):
     assert parts['amplitudes'] == 400 * 64 * 64 * 4
     assert parts['probe cache'] == 400 * 64 * 64 * 8
     assert parts['total'] == sum(v for k, v in parts.items() if k != 'total')
+    # 3 modes × 2 slices: the object twice, a wave per mode and slice
+    # more, thrice with the position derivatives
+    model = memory.estimate_memory(400, (64, 64), (300, 300), 16,
+                                   num_probes=3, num_slices=2,
+                                   position_correction=True)
+    assert model['object'] == 2 * parts['object']
+    assert model['working set'] == 16 * 64 * 64 * 8 * (8 + 3 * 5 * 3)
     monkeypatch.setattr(reconstruct, 'available_memory', lambda xp: 1 << 20)
     with pytest.raises(MemoryError, match="free.*storage='lazy'"):
         ptychography(sim.datacube, **truth_params(sim))

@@ -29,17 +29,19 @@ def estimate_memory(
     stored_patterns: int | None = None,
     num_probes: int = 1,
     num_slices: int = 1,
+    position_correction: bool = False,
 ) -> dict[str, int]:
     """Bytes a reconstruction holds on its device, by part, and 'total':
     the amplitudes (float32) of ``stored_patterns`` patterns (default all
     ``n_patterns``; a lazy run holds two windows), the ``cached_probes``
     cached shifted probes (complex64, every mode), the per-chunk working
     set (a chunk's waves: about 8 complex arrays per pattern, plus one
-    per mode and slice) and the object (per slice: the transmission, its
-    gradient and illumination accumulators and a potential: 24 B/px)."""
+    per mode and slice, twice more with ``position_correction``) and the
+    object (per slice: the transmission, its gradient and illumination
+    accumulators and a potential: 24 B/px)."""
     pixels = int(np.prod(detector_shape))
     stored = n_patterns if stored_patterns is None else stored_patterns
-    waves = 8 + num_probes * (num_slices + 3)
+    waves = 8 + num_probes * (num_slices + 3) * (1 + 2 * position_correction)
     parts = {
         'amplitudes': stored * pixels * 4 if amplitudes_on_device else 0,
         'probe cache': cached_probes * num_probes * pixels * 8,
@@ -55,7 +57,8 @@ def gigabytes(n: int) -> str:
 
 def fit_in_memory(*, count, detector_shape, object_shape, max_batch,
                   cpu_chunk_bytes, on_cpu, free, amplitudes_on_device, lazy,
-                  cache_allowed, num_probes, num_slices, source, device):
+                  cache_allowed, num_probes, num_slices, position_correction,
+                  source, device):
     """Chunk, batch, cached probes and the estimate (a dict of parts) that
     fit in ``free`` bytes: the batch shrinks on a GPU (with a warning);
     otherwise a MemoryError gives the numbers."""
@@ -69,6 +72,7 @@ def fit_in_memory(*, count, detector_shape, object_shape, max_batch,
             count, detector_shape, object_shape, chunk, cached,
             amplitudes_on_device, stored_patterns=stored,
             num_probes=num_probes, num_slices=num_slices,
+            position_correction=position_correction,
         )
 
     per_probe = num_probes * int(np.prod(detector_shape)) * 8

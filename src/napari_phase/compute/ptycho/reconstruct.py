@@ -286,6 +286,7 @@ class _Run:
             lazy=self.lazy,
             cache_allowed=p['fix_probe'] or p['fix_probe_iterations'] > 0,
             num_probes=p['num_probes'], num_slices=p['num_slices'],
+            position_correction=p['position_correction'],
             source=self.cube.source, device=p['device'])
         self.memory = parts
         p['memory_bytes'] = parts['total']
