@@ -71,8 +71,14 @@ def main(argv=None) -> dict:
     stamp = datetime.datetime.now(datetime.timezone.utc)
     out = Path(args.out or HERE / 'results' /
                f"ptycho-models-{stamp.strftime('%Y%m%d-%H%M%S')}")
-    data = dataset.prepare(HERE / '.build', dataset.QUICK if args.quick
-                           else dataset.SEED)
+    parameters = dataset.QUICK if args.quick else dataset.SEED
+    if args.scan:
+        parameters = parameters | {'scan_shape': (args.scan, args.scan)}
+    if args.detector:
+        parameters = parameters | {'detector_shape': (args.detector,) * 2,
+                                   'C1': 400.0 if args.detector >= 128
+                                   else 100.0}
+    data = dataset.prepare(HERE / '.build', parameters)
     python = None
     if not args.ours_only:
         from benchmarks.__main__ import py4dstem_python
@@ -106,6 +112,11 @@ def _arguments(argv):
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='16×16 scan × 64² detector')
+    parser.add_argument('--scan', type=int, default=None,
+                        help='scan size (s × s) instead of the set\'s')
+    parser.add_argument('--detector', type=int, default=None,
+                        help='detector size instead of the set\'s (C1 '
+                             '400 Å, or 100 below 128 px)')
     parser.add_argument('--ours-only', action='store_true',
                         help='skip py4DSTEM (offline-safe)')
     parser.add_argument('--iterations', type=int, default=2,
