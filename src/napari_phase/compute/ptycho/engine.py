@@ -161,7 +161,6 @@ class Engine:
         self.amplitudes = amplitudes
         self.geometry = geometry
         self.probes = xp.asarray(probes, dtype=np.complex64)
-        self.object_type = object_type
         if object_type == 'potential':
             self.potential = xp.asarray(obj, dtype=np.float32)
             self.obj = xp.exp(1j * self.potential).astype(np.complex64)
