@@ -23,7 +23,7 @@ from statistics import median
 import numpy as np
 
 from benchmarks import dataset, floors
-from benchmarks.measure import GROUPS
+from benchmarks.measure import GROUPS, publish
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / '.build'
@@ -67,11 +67,7 @@ def main(argv=None) -> dict:
             runs[tool].append(run_tool(tool, config, folder, python))
     report = summarise(runs, data, floor, args, stamp)
     report['markdown'] = markdown(report)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'results.json').write_text(json.dumps(report, indent=1))
-    (out / 'results.md').write_text(report['markdown'])
-    print(report['markdown'])
-    print(f'written to {out}')
+    publish(out, report)
     return report
 
 

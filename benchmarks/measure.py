@@ -123,6 +123,14 @@ class Recorder:
                    note=f'preprocess + 64 × per iteration (from {n})')
 
 
+def per_iteration(rec: Recorder, n: int) -> None:
+    """'per iteration' from the 'iterations' stage (``n`` of them)."""
+    run = rec.stages.get('iterations', {})
+    if 'seconds' in run:
+        rec.record('per iteration', seconds=[run['seconds'][0] / n],
+                   peak_mb=run['peak_mb'])
+
+
 def ptycho_geometry(config: dict, parallax_fit: dict | None) -> dict:
     """Rotation (degrees), transpose and C1 (Å) handed to ptychography:
     the parallax fit (as the seed does) or, if asked or missing, the
@@ -149,3 +157,13 @@ def write_result(out_dir: Path, result: dict) -> None:
     """``result.json`` in ``out_dir`` (the harness reads it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'result.json').write_text(json.dumps(result, indent=1))
+
+
+def publish(out_dir: Path, report: dict) -> None:
+    """``results.json`` and ``results.md`` (the report's 'markdown') in
+    ``out_dir``, and the table on stdout."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / 'results.json').write_text(json.dumps(report, indent=1))
+    (out_dir / 'results.md').write_text(report['markdown'])
+    print(report['markdown'])
+    print(f'written to {out_dir}')

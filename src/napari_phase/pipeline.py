@@ -90,7 +90,7 @@ def pipeline(
     cal.update(**{key: value for key, value in recipe['calibration'].items()
                   if value is not None})
     run = PipelineResult(cal, recipe=recipe)
-    context = dict(cube=cube, probe=probe, recipe=recipe, run=run)
+    context = {'cube': cube, 'probe': probe, 'recipe': recipe, 'run': run}
     for step in STEP_ORDER:
         if step in steps:
             yield Progress(step, 0.0)
@@ -205,19 +205,28 @@ def _direct(params, cube, probe, recipe, run, **_):
 
 
 def _ptychography(params, cube, probe, recipe, run, **_):
+    """The recipe's run, then each of its ``continued`` runs from the
+    result before (as the widget's Continue does)."""
     use_probe = params.get('vacuum_probe', True) and probe is not None
-    kwargs = _method_kwargs(params, recipe, exclude=('vacuum_probe',))
-    kwargs.setdefault('seed', recipe.get('seed') or 0)
-    total = kwargs.get('num_iter', PTYCHO_DEFAULT_ITERATIONS)
-    iterations = ptychography_iter(
-        cube, to_numpy(probe) if use_probe else None, **kwargs)
-    while True:
-        try:
-            done = next(iterations)
-        except StopIteration as end:
-            result = end.value
-            break
-        yield Progress('ptychography', done.iteration / max(total, 1))
+    vacuum = to_numpy(probe) if use_probe else None
+    runs = [params, *(params.get('continued') or [])]
+    total = sum(r.get('num_iter') or PTYCHO_DEFAULT_ITERATIONS for r in runs)
+    result = None
+    for settings in runs:
+        kwargs = _method_kwargs(settings, recipe,
+                                exclude=('vacuum_probe', 'continued'))
+        if result is None:
+            kwargs.setdefault('seed', recipe.get('seed') or 0)
+        iterations = ptychography_iter(cube, vacuum, continue_from=result,
+                                       **kwargs)
+        while True:
+            try:
+                step = next(iterations)
+            except StopIteration as end:
+                result = end.value
+                break
+            # iterations count on through continued runs
+            yield Progress('ptychography', step.iteration / max(total, 1))
     run.results['ptychography'] = result
     parameters = result.parameters | {'source': cube.source}
     for image, name in ((result.phase, 'ptychography phase'),

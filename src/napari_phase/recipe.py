@@ -68,6 +68,7 @@ class Param:
     unit: str | None = None
     choices: tuple = ()
     pair: bool = False  # two values (e.g. a centre in px)
+    items: str | None = None  # a list of mappings of this step's keys
 
 
 def _p(unit=None, type=float, **kw):
@@ -143,11 +144,32 @@ SCHEMA = {
         'step_size': _p(),
         'max_batch_size': _p(type=int),
         'fix_probe': _p(type=bool),
+        'fix_probe_iterations': _p(type=int),
+        'probe_momentum': _p(),
         'normalization_min': _p(),
+        'num_probes': _p(type=int),
+        'num_slices': _p(type=int),
+        'slice_thickness': _p('length'),
         'object_type': _p(type=str, choices=('complex', 'potential')),
         'object_positivity': _p(type=bool),
         'amplitude_max': _p(),
+        'probe_centring': _p(type=bool),
+        'probe_aperture': _p(type=str, choices=('amplitude', 'support')),
+        'gaussian_sigma': _p('length'),
+        'q_lowpass': _p('spatial frequency'),
+        'q_highpass': _p('spatial frequency'),
+        'butterworth_order': _p(),
+        'tv_weight': _p(),
+        'kz_regularization': _p(),
+        'position_correction': _p(type=bool),
+        'position_correction_start': _p(type=int),
+        'position_step': _p(),
+        'max_position_update': _p('length'),
+        'position_affine': _p(type=bool),
         'object_padding_px': _p('pixels', type=int, pair=True),
+        # Runs that continued this one (Continue), each from the previous
+        # result, with their own settings (the model stays the first's).
+        'continued': _p(type=list, items='ptychography'),
     },
 }
 TOP_LEVEL = {
@@ -236,11 +258,24 @@ def recipe_from_parameters(
 
 
 def _replayable(step: str, parameters: dict) -> dict:
+    if step == 'ptychography' and len(parameters.get('runs', ())) > 1:
+        first, *later = (_replayable(step, run)
+                         for run in parameters['runs'])
+        return first | {'continued': [
+            {key: value for key, value in run.items()
+             if key not in CONTINUED_MODEL} for run in later]}
     values = {key: _plain(parameters[key]) for key in SCHEMA[step]
               if key in parameters}
     if step == 'dpc':
         values.update(_dpc_mask(parameters))
     return values
+
+
+#: What a continued ptychography run takes from the first (its model):
+#: left out of the recipe's ``continued`` entries.
+CONTINUED_MODEL = ('vacuum_probe', 'defocus', 'rotation_deg', 'transpose',
+                   'num_probes', 'num_slices', 'slice_thickness',
+                   'object_type', 'object_padding_px')
 
 
 def _dpc_mask(parameters: dict) -> dict:
@@ -305,6 +340,17 @@ def _section(name: str, values) -> dict:
             for key, value in values.items()}
 
 
+def _item(step: str, values, key: str) -> dict:
+    """One mapping of a list of ``step`` settings (no nested lists)."""
+    if isinstance(values, dict) and 'continued' in values:
+        raise RecipeError(f'{key}: a continued run cannot itself hold '
+                          "'continued' runs: list them all in one list")
+    try:
+        return _section(step, values)
+    except RecipeError as error:
+        raise RecipeError(f'{key}: {error}') from None
+
+
 def _no_unknown(values: dict, known: set, where: str) -> None:
     unknown = sorted(set(values) - known, key=str)
     if unknown:
@@ -341,6 +387,9 @@ def _scalar(param: Param, value, key: str):
     if param.type is list:
         if not isinstance(value, list | tuple):
             raise RecipeError(f'{key}: expected a list, got {value!r}')
+        if param.items:
+            return [_item(param.items, item, f'{key}[{k}]')
+                    for k, item in enumerate(value)]
         return list(value)
     number = _number(param.unit, value, key)
     if param.type in (int, BOOL_OR_INT):

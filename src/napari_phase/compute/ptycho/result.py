@@ -1,0 +1,132 @@
+"""What a reconstruction returns (:class:`PtychoResult`) and yields after
+every iteration (:class:`PtychoStep`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ..halfturn import positive_phase_sign
+
+
+@dataclass
+class PtychoResult:
+    """A (possibly partial) ptychographic reconstruction.
+
+    ``object``: detector frame, padded (complex transmission, or the
+    real potential V (rad) for object_type 'potential'), (M, M') for one
+    slice and (S, M, M') for a multislice object (slice 0 first, where the
+    beam enters); ``object_cropped``: the same resampled into the scan
+    frame, field of view only, pixel ``pixel_size`` Å, pixel (0, 0) at
+    ``origin`` Å from scan position (0, 0); ``probe``: the dominant probe
+    mode, complex, real space, centred at pixel N//2 (pixel Δx);
+    ``probe_modes``: all modes (K, N, N), by decreasing intensity (None:
+    ``probe`` alone); ``positions``: the probe positions (Rx, Ry, 2) Å in
+    the scan frame (corrected ones, if position correction ran; None:
+    the nominal grid); ``probe_velocity``: the probe's momentum (K, N, N),
+    for a run that continues this one; ``errors``: normalised Fourier
+    error per completed iteration, those of the run it continued first. ``parameters`` also
+    hold ``runs``, the settings of every run in the chain (a recipe
+    replays them).
+    """
+
+    object: np.ndarray
+    object_cropped: np.ndarray
+    probe: np.ndarray
+    errors: list[float]
+    pixel_size: float
+    origin: tuple[float, float] = (0.0, 0.0)
+    parameters: dict = field(default_factory=dict)
+    probe_modes: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    probe_velocity: np.ndarray | None = None
+
+    @property
+    def phase(self) -> np.ndarray:
+        """Phase of ``object_cropped`` (rad); for a multislice object the
+        sum of the slices' phases (the projected phase)."""
+        return slice_phases(self.object_cropped).sum(axis=0)
+
+    @property
+    def slice_phases(self) -> np.ndarray:
+        """Phase of each slice (S, X, Y) rad, scan frame (S = 1 for a
+        single-slice object)."""
+        return slice_phases(self.object_cropped)
+
+    @property
+    def half_turn_check(self) -> str:
+        """Whether the phase agrees with the half-turn of (θ, C1) it was
+        given (compute/halfturn.py): a negatively skewed phase means the
+        calibration's pair is probably (θ + 180°, −C1) away from the truth."""
+        sign, _, text = positive_phase_sign(self.phase)
+        if sign > 0:
+            return f'half-turn consistent ({text})'
+        return (
+            'the phase is negatively skewed: the calibration\'s rotation '
+            'and C1 are probably the other half-turn (θ + 180°, −C1); '
+            f'{text}'
+        )
+
+    @property
+    def amplitude(self) -> np.ndarray:
+        """Amplitude of ``object_cropped`` (1 for a potential object), the
+        product over slices for a multislice object."""
+        obj = self.object_cropped
+        if not np.iscomplexobj(obj):
+            return np.ones(obj.shape[-2:], np.float32)
+        return np.abs(obj.reshape(-1, *obj.shape[-2:])).prod(axis=0)
+
+    @property
+    def probe_fourier(self) -> np.ndarray:
+        """The probe in Fourier space, centred (fftshift), unnormalised FFT."""
+        return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(self.probe)))
+
+    @property
+    def position_corrections(self) -> np.ndarray | None:
+        """``positions`` minus the nominal scan grid (Rx, Ry, 2) Å."""
+        if self.positions is None:
+            return None
+        step = self.parameters['calibration']['scan_step']
+        grid = np.indices(self.positions.shape[:2]).transpose(1, 2, 0)
+        return self.positions - grid * step
+
+
+def slice_phases(obj) -> np.ndarray:
+    """Phase (or potential) of each slice of ``obj`` as (S, X, Y)."""
+    phase = np.angle(obj) if np.iscomplexobj(obj) else obj
+    return phase.reshape(-1, *phase.shape[-2:])
+
+
+class PtychoStep:
+    """What the iterator yields after each iteration: ``iteration`` (count
+    done, those of a continued run included), ``error``, the current
+    cropped ``phase`` (computed on first access; pixel ``pixel_size`` Å),
+    ``probe_modes`` (K, N, N) and ``positions`` (Rx, Ry, 2) Å, scan frame
+    (live copies) and :meth:`result`, a snapshot. Unpacks as
+    ``(iteration, error, phase)``."""
+
+    def __init__(self, run):
+        self.iteration = len(run.errors)
+        self.error = run.errors[-1]
+        self.pixel_size = run.pixel_size
+        self._run = run
+
+    @cached_property
+    def phase(self) -> np.ndarray:
+        return slice_phases(self._run.cropped()).sum(axis=0)
+
+    @cached_property
+    def probe_modes(self) -> np.ndarray:
+        return self._run.probe_modes()
+
+    @cached_property
+    def positions(self) -> np.ndarray:
+        return self._run.positions()
+
+    def result(self) -> PtychoResult:
+        return self._run.result()
+
+    def __iter__(self):
+        return iter((self.iteration, self.error, self.phase))
