@@ -52,6 +52,7 @@ def test_the_sample_opens_before_it_is_simulated(make_napari_viewer, qtbot,
                                                  monkeypatch):
     """Opening the sample does not wait for its simulation: the layers
     come at once, lazy and hidden, then hold the simulated arrays."""
+    sim = _sample.simulation()
     pending = Future()
     monkeypatch.setattr(_sample, 'simulation_future', lambda *_: pending)
     viewer = make_napari_viewer(show=True)
@@ -61,7 +62,6 @@ def test_the_sample_opens_before_it_is_simulated(make_napari_viewer, qtbot,
     assert cube.is_lazy and not cube_layer.visible
     assert cube.calibration.scan_step == 2.39  # known beforehand
     assert not pending.done()  # nothing waited for it
-    sim = _sample.simulation()
     pending.set_result(sim)
     qtbot.waitUntil(lambda: not cube.is_lazy and cube_layer.visible,
                     timeout=10_000)

@@ -83,17 +83,25 @@ def _p(unit=None, type=float, **kw):
 SHAPE_TYPES = ('ellipse', 'rectangle', 'polygon')
 
 
+def _mappings(value, key: str, keys: tuple, what: str):
+    """``(where, item)`` for each mapping of the list ``value`` (keys
+    among ``keys``), or :class:`RecipeError` naming ``key``."""
+    if not isinstance(value, list | tuple) or not value:
+        raise RecipeError(f'{key}: expected a list of {what}, got {value!r}')
+    for index, item in enumerate(value):
+        where = f'{key}[{index}]'
+        if not isinstance(item, dict):
+            raise RecipeError(f'{where}: expected a mapping with '
+                              f'{", ".join(keys)}, got {item!r}')
+        _no_unknown(item, set(keys), where)
+        yield where, item
+
+
 def _shapes(value, key: str) -> list[dict]:
     """A drawn detector's shapes, checked, vertices as floats (px)."""
-    if not isinstance(value, list | tuple) or not value:
-        raise RecipeError(f'{key}: expected a list of shapes, got {value!r}')
     checked = []
-    for index, shape in enumerate(value):
-        where = f'{key}[{index}]'
-        if not isinstance(shape, dict):
-            raise RecipeError(f'{where}: expected a mapping with type, role '
-                              f'and vertices, got {shape!r}')
-        _no_unknown(shape, {'type', 'role', 'vertices'}, where)
+    for where, shape in _mappings(value, key, ('type', 'role', 'vertices'),
+                                  'shapes'):
         kind = _scalar(Param(str, choices=SHAPE_TYPES), shape.get('type'),
                        f'{where}.type')
         role = _scalar(Param(str, choices=('add', 'subtract')),
@@ -110,20 +118,11 @@ def _shapes(value, key: str) -> list[dict]:
 
 def _detectors(value, key: str) -> list[dict]:
     """Drawn detectors: names and shapes, checked."""
-    if not isinstance(value, list | tuple):
-        raise RecipeError(f'{key}: expected a list of detectors, got '
-                          f'{value!r}')
-    checked = []
-    for index, detector in enumerate(value):
-        where = f'{key}[{index}]'
-        if not isinstance(detector, dict):
-            raise RecipeError(f'{where}: expected a mapping with name and '
-                              f'shapes, got {detector!r}')
-        _no_unknown(detector, {'name', 'shapes'}, where)
-        name = _scalar(Param(str), detector.get('name'), f'{where}.name')
-        checked.append({'name': name, 'shapes': _shapes(
-            detector.get('shapes'), f'{where}.shapes')})
-    return checked
+    return [{'name': _scalar(Param(str), detector.get('name'),
+                             f'{where}.name'),
+             'shapes': _shapes(detector.get('shapes'), f'{where}.shapes')}
+            for where, detector in _mappings(value, key, ('name', 'shapes'),
+                                             'detectors')]
 
 
 #: What each step accepts (the pipeline's keyword arguments).

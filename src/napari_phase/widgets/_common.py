@@ -59,6 +59,19 @@ def probe_of(layer):
     return np.asarray(layer.data if probe is None else probe)
 
 
+def checked_probe(probe_layer, cube_layer, cube):
+    """The vacuum probe of ``probe_layer`` (None: no probe layer), checked
+    against the detector of ``cube``; in a job (see :func:`probe_of`)."""
+    probe = probe_of(probe_layer)
+    if probe is not None and probe.shape != cube.detector_shape:
+        raise LayerError(
+            f'Vacuum probe layer {probe_layer.name!r} has shape '
+            f'{probe.shape} but the detector of {cube_layer.name!r} is '
+            f'{cube.detector_shape}.'
+        )
+    return probe
+
+
 def datacube_choices(viewer) -> Callable:
     """ComboBox choices: the viewer's datacube layers."""
     return lambda _=None: [

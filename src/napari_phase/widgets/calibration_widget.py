@@ -15,12 +15,11 @@ from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
 from ..compute.calibration import DEFAULTS, FIELD_HELP
 from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from ._common import (
-    LayerError,
     StepWidget,
+    checked_probe,
     datacube_of,
     on_click,
     probe_choices,
-    probe_of,
     wrapped_label,
 )
 from .diffraction_view import diffraction_view, mean_pattern
@@ -95,13 +94,7 @@ class CalibrationWidget(StepWidget):
         lower, upper = self.thresh_lower.value, self.thresh_upper.value
 
         def job():
-            probe = probe_of(probe_layer)
-            if probe is not None and probe.shape != cube.detector_shape:
-                raise LayerError(
-                    f'Probe layer {probe_layer.name!r} has shape '
-                    f'{probe.shape} but the detector of {layer.name!r} is '
-                    f'{cube.detector_shape}.'
-                )
+            probe = checked_probe(probe_layer, layer, cube)
             pattern = mean_pattern(layer) if probe is None else probe
             yield 0.5
             return pattern, fit_probe(pattern, lower, upper)

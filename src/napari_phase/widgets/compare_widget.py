@@ -111,10 +111,10 @@ class CompareWidget(Container):
 
     def _refresh(self, _event=None):
         self.layers.reset_choices()
-        line = (self.viewer.layers[PROFILE_LAYER]
-                if PROFILE_LAYER in self.viewer.layers else None)
-        if line is not None and line is not self._line_layer:
-            self.watch_line(line)
+        if PROFILE_LAYER in self.viewer.layers:  # (a LayerList, no get())
+            line = self.viewer.layers[PROFILE_LAYER]
+            if line is not self._line_layer:
+                self.watch_line(line)
 
     def selected(self, minimum: int = 1) -> list:
         """The chosen layers, checked to come from one dataset."""

@@ -33,13 +33,12 @@ from ..compute.backend import gpu_available
 from ..compute.ptycho import PtychoResult, ptychography_iter
 from ._common import (
     META,
-    LayerError,
     StepWidget,
     add_or_update,
     build_layers,
+    checked_probe,
     datacube_of,
     probe_choices,
-    probe_of,
     publish,
     real_space_layer,
     wrapped_label,
@@ -210,13 +209,7 @@ class PtychoWidget(StepWidget):
         stop, want_phase = self._stop, self._want_phase
 
         def job():
-            vacuum = probe_of(probe_layer)
-            if vacuum is not None and vacuum.shape != cube.detector_shape:
-                raise LayerError(
-                    f'Vacuum probe layer {probe_layer.name!r} has shape '
-                    f'{vacuum.shape} but the detector of {layer.name!r} is '
-                    f'{cube.detector_shape}.'
-                )
+            vacuum = checked_probe(probe_layer, layer, cube)
             steps = ptychography_iter(cube, vacuum, stop=stop.is_set,
                                       **params)
             while True:
@@ -241,8 +234,10 @@ class PtychoWidget(StepWidget):
         self.result, self._latest, self._phase_layer = None, None, None
         self._errors = []
         self.plot.show_errors([])
-        if self.runner.start(job, lambda done: self.show_result(*done),
-                             self._live, stop=stop.set) is not None:
+        worker = self.runner.start(job, lambda done: self.show_result(*done),
+                                   self._live, stop=stop.set)
+        if worker is not None:
+            worker.finished.connect(self._timer.stop)
             self._timer.start()
 
     def _live(self, iteration: Iteration):
