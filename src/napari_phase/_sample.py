@@ -100,16 +100,18 @@ def _when_simulated(future: Future, cube: DataCube, metadata: list[dict]):
     """Once simulated: the cube and the probe hold the arrays, and the
     layers of the current napari viewer that show them are updated."""
     import napari
-    from napari.utils import progress
+    from napari.utils.notifications import show_error, show_info
     from superqt.utils import ensure_main_thread
 
     viewer = napari.current_viewer()
-    bar = progress(total=0, desc='Simulating the sample')
+    show_info('Simulating the sample in the background (a few seconds): '
+              'its layers show it when done.')
 
     @ensure_main_thread
     def done(_):
-        bar.close()
         if future.exception() is not None:
+            show_error(f'The sample could not be simulated: '
+                       f'{future.exception()}')
             return
         sim = future.result()
         cube.data = sim.datacube.data

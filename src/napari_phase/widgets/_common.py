@@ -1,7 +1,7 @@
 """What every napari-phase widget shares: layer ↔ compute plumbing, the
-one way to wire a button, a runner for jobs (thread worker, napari
-progress bar, Cancel, errors and warnings shown, never raised into
-napari) and :class:`StepWidget`, the frame of every workflow step."""
+one way to wire a button, a runner for jobs (thread worker, progress
+bar, Cancel, errors and warnings shown, never raised into napari) and
+:class:`StepWidget`, the frame of every workflow step."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from collections.abc import Callable, Generator, Iterable
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 from napari.layers import Image, Layer
-from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
@@ -234,8 +239,15 @@ def on_scheduler(job: Callable[[], Generator], address: str) -> Callable:
 
 
 class Runner(Container):
-    """Run/Cancel buttons, a status line and a napari progress bar around
-    a generator job.
+    """Run/Cancel buttons, a progress bar and a status line around a
+    generator job.
+
+    The progress bar is the step's own, not napari's: while any napari
+    progress bar runs, napari animates an "in progress" picture in its
+    status bar, and where the window is drawn without a GPU (remote
+    desktops, Xvfb) every frame of it redraws the window on the CPU,
+    which made ptychography twice as slow as without a window
+    (docs/performance.md).
 
     ``start(job, on_result, on_yield)``: ``job`` is a generator function
     run in a thread; each yield of a float in [0, 1] advances the progress
@@ -250,18 +262,18 @@ class Runner(Container):
     def __init__(self, run_text: str = 'Run', description: str = ''):
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text='Cancel', enabled=False)
+        self.progress = ProgressBar(min=0, max=100, visible=False)
         self.status = wrapped_label()
         super().__init__(
             widgets=[Container(widgets=[self.run_button, self.cancel_button],
                                layout='horizontal', labels=False),
-                     self.status],
+                     self.progress, self.status],
             labels=False,
         )
         self.margins = (0, 0, 0, 0)
         self.description = description or run_text
         self.worker = None
         self.warnings: list[str] = []
-        self._bar = None
         self._stop = None
         self._text = ''
         on_click(self.cancel_button, self.cancel)
@@ -285,7 +297,8 @@ class Runner(Container):
             job = on_scheduler(job, address)
         self.warnings = []
         self._stop = stop
-        self._bar = napari_progress(total=100, desc=self.description)
+        self.progress.value = 0
+        self.progress.visible = True
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self._set_status(f'{self.description}{where}: running…')
@@ -310,17 +323,14 @@ class Runner(Container):
 
     def _yielded(self, value, on_yield):
         if isinstance(value, float | int) and not isinstance(value, bool):
-            self._bar.n = round(100 * min(max(value, 0.0), 1.0))
-            self._bar.refresh()
+            self.progress.value = round(100 * min(max(value, 0.0), 1.0))
         elif on_yield is not None:
             on_yield(value)
 
     def describe(self, text: str):
-        """Show ``text`` on the progress bar and the status line (main
-        thread), e.g. the iteration and error of a running job; the job's
-        warnings stay under it."""
-        if self._bar is not None:
-            self._bar.set_description(f'{self.description}: {text}')
+        """Show ``text`` in the status line (main thread), e.g. the
+        iteration and error of a running job; the job's warnings stay
+        under it."""
         self._set_status(text)
 
     def warn(self, text: str):
@@ -335,9 +345,7 @@ class Runner(Container):
         show_error(f'{self.description}: {error}')
 
     def _finished(self):
-        if self._bar is not None:
-            self._bar.close()
-        self._bar = None
+        self.progress.visible = False
         self.worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False

@@ -40,8 +40,8 @@ PROFILE_LAYER = 'Profile line'
 MODES = ('side by side', 'overlay')
 #: Where "Export recipe" writes unless told otherwise (absolute).
 DEFAULT_RECIPE = Path.home() / 'napari-phase-recipe.yaml'
-#: Smallest height (px) of the profile plot in the dock.
-PLOT_HEIGHT = 200
+#: Smallest heights (px) of the list of results and the profile plot.
+LIST_HEIGHT, PLOT_HEIGHT = 110, 200
 
 
 def is_result_layer(layer) -> bool:
@@ -63,6 +63,7 @@ class CompareWidget(Container):
         self.viewer = viewer
         self.layers = Select(label='results', choices=self._result_names,
                              allow_multiple=True)
+        self.layers.native.setMinimumHeight(LIST_HEIGHT)
         self.mode = ComboBox(label='view', choices=MODES, value=MODES[0])
         self.low = FloatSpinBox(label='low %', value=1.0, min=0, max=50)
         self.high = FloatSpinBox(label='high %', value=99.0, min=50, max=100)

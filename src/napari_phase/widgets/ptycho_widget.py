@@ -2,10 +2,11 @@
 
 Defocus (= −C1), rotation and transpose are read from THE datacube's
 calibration (as set by parallax) and follow it when it changes. While it
-runs, the progress bar shows the iteration and error, and every
-:data:`REFRESH_MS` the error curve in the dock and the object phase layer
-show the newest iteration (the phase is cropped in the worker thread only
-when the view asks for it, so watching costs the reconstruction little);
+runs, the progress bar shows the iteration and error, every
+:data:`REFRESH_MS` the error curve in the dock grows, and every few seconds
+the object phase layer shows the newest iteration (the phase is cropped in
+the worker thread only when the view asks for it, rarely enough that
+watching costs the reconstruction a few per cent at most);
 Cancel stops within one mini-batch and keeps the result so far.
 
 Layers out: object phase (on top, selected) and amplitude (hidden) in the
@@ -19,6 +20,7 @@ compared with the vacuum probe and the aperture. Every parameter is in
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import napari
@@ -26,7 +28,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from qtpy.QtCore import QTimer
 
 from ..compute.backend import gpu_available
@@ -48,9 +50,11 @@ from .diffraction_view import diffraction_view
 PHASE, AMPLITUDE = 'ptychography phase', 'ptychography amplitude'
 PROBE_AMPLITUDE = 'ptychography probe amplitude'
 PROBE_PHASE = 'ptychography probe phase'
-#: While running, the error plot and the phase layer are redrawn this
-#: often (ms), with the newest iteration.
+#: While running, the error plot is redrawn this often (ms) ...
 REFRESH_MS = 1000
+#: ... and the phase layer at most this often (ms), and so that cropping
+#: it in the worker takes at most 1/PHASE_COST_RATIO of the time.
+PHASE_MS, PHASE_COST_RATIO = 5000, 20
 #: Smallest height (px) of the error plot in the dock.
 PLOT_HEIGHT = 160
 
@@ -58,11 +62,13 @@ PLOT_HEIGHT = 160
 @dataclass(frozen=True)
 class Iteration:
     """What the worker sends after each iteration: its number and error,
-    and the phase layer (built in the worker) when the view asked."""
+    and the phase layer (built in the worker when the view asked) with the
+    seconds that took."""
 
     number: int
     error: float
     phase_layer: tuple | None = None
+    seconds: float = 0.0
 
 
 def _plain(value, _position=None) -> str:
@@ -82,7 +88,7 @@ class ErrorPlot(FigureCanvasQTAgg):
         # Plain tick labels: matplotlib's math text costs a second on the
         # first draw.
         self.axes.yaxis.set_major_formatter(FuncFormatter(_plain))
-        self.axes.yaxis.set_minor_formatter(FuncFormatter(_plain))
+        self.axes.yaxis.set_minor_formatter(NullFormatter())
         (self.line,) = self.axes.plot([], [], '.-')
         self.errors: list[float] = []
 
@@ -135,6 +141,7 @@ class PtychoWidget(StepWidget):
         self._errors: list[float] = []
         self._latest: Iteration | None = None
         self._phase_layer = None  # built in the worker, not shown yet
+        self._next_phase = 0.0  # when the view may ask for another
         self._stop = threading.Event()
         self._want_phase = threading.Event()
         self._timer = QTimer(self.native)
@@ -219,7 +226,7 @@ class PtychoWidget(StepWidget):
                     result = done.value
                     return result, build_layers(result_layers(result,
                                                               recorded))
-                phase_layer = None
+                phase_layer, start = None, time.perf_counter()
                 if want_phase.is_set():  # the view asked: crop here
                     want_phase.clear()
                     (phase_layer,) = build_layers([real_space_layer(
@@ -227,10 +234,12 @@ class PtychoWidget(StepWidget):
                         recorded | {'iterations_done': step.iteration},
                         colormap='gray')])
                 yield step.iteration / params['num_iter']
-                yield Iteration(step.iteration, step.error, phase_layer)
+                yield Iteration(step.iteration, step.error, phase_layer,
+                                time.perf_counter() - start)
 
         stop.clear()
         want_phase.set()
+        self._next_phase = 0.0
         self.result, self._latest, self._phase_layer = None, None, None
         self._errors = []
         self.plot.show_errors([])
@@ -247,6 +256,8 @@ class PtychoWidget(StepWidget):
         self._latest = iteration
         if iteration.phase_layer is not None:
             self._phase_layer = iteration.phase_layer
+            self._next_phase = time.perf_counter() + max(
+                PHASE_MS / 1e3, PHASE_COST_RATIO * iteration.seconds)
 
     def _refresh_live(self):
         """Draw the newest iteration and ask the worker for a new phase."""
@@ -260,7 +271,8 @@ class PtychoWidget(StepWidget):
         if self._phase_layer is not None:
             add_or_update(self.viewer, *self._phase_layer)
             self._phase_layer = None
-        self._want_phase.set()
+        if time.perf_counter() >= self._next_phase:
+            self._want_phase.set()
 
     def show_result(self, result: PtychoResult, built: list):
         """Show the object layers (phase on top), the probe in the

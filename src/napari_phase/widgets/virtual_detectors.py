@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import PushButton
-from napari.utils import progress as napari_progress
+from magicgui.widgets import ProgressBar, PushButton
 from napari.utils.colormaps import ensure_colormap
 from qtpy.QtCore import QTimer
 
@@ -127,14 +126,17 @@ class VirtualDetectors(StepWidget):
         self.view = diffraction_view(viewer)
         self.bf_button = PushButton(text='Add BF')
         self.adf_button = PushButton(text='Add ADF')
+        self.progress = ProgressBar(min=0, max=100, visible=False)
         super().__init__(viewer, None, 'Virtual images',
-                         fields=[self.bf_button, self.adf_button])
+                         fields=[self.bf_button, self.adf_button,
+                                 self.progress])
         self.shapes = self._shapes_layer()
         self.view.use_shapes(self.shapes)
         self.worker = None
         self._pending = False
         self._computed: dict[str, np.ndarray] = {}
         self._images: set[str] = set()
+        self._errors: dict[str, str] = {}  # detector name -> why no image
         self._calibration = None
         self._scales = None  # (mrad, Å) per pixel the layers show
         self._mean_shown = None  # the cube whose mean pattern is shown
@@ -298,8 +300,8 @@ class VirtualDetectors(StepWidget):
         cube = self.cube
         masks, errors = masks_from_shapes(self.shapes, cube.detector_shape)
         self._remove_images(set(self._images) - set(masks) - set(errors))
-        self.status.value = '; '.join(f'{name}: {text}'
-                                      for name, text in errors.items())
+        self._errors = errors
+        self._report()
         changed = {name: mask for name, mask in masks.items()
                    if not np.array_equal(self._computed.get(name), mask)}
         if changed or self._mean_shown is not cube:
@@ -327,21 +329,21 @@ class VirtualDetectors(StepWidget):
                 for name in names), strict=True))
             return mean, images, built
 
-        bar = napari_progress(total=100, desc='Virtual images') \
-            if cube.is_lazy else None
+        self.progress.value = 0
+        self.progress.visible = cube.is_lazy  # a pass over a file: slow
         self.worker = start_job(
             job,
-            on_yield=None if bar is None else lambda f: _advance(bar, f),
+            on_yield=lambda done: setattr(self.progress, 'value',
+                                          round(100 * done)),
             on_result=lambda result: self._show(layer, masks, shapes, tints,
                                                 step, *result),
             on_error=lambda error: setattr(self.status, 'value',
                                            f'Error: {error}'),
             on_warning=lambda text: setattr(self.status, 'value', text),
-            on_finished=lambda: self._finished(bar))
+            on_finished=self._finished)
 
-    def _finished(self, bar):
-        if bar is not None:
-            bar.close()
+    def _finished(self):
+        self.progress.visible = False
         self.worker = None
         if self._pending:
             self._pending = False
@@ -355,9 +357,6 @@ class VirtualDetectors(StepWidget):
             self.view.show_pattern('mean pattern', mean, q_scale(cube))
             self.view.reset_view()
             self._mean_shown = cube
-        if cube.calibration.scan_step is None:
-            self.status.value = (f'Scan step unknown: {step:g} Å per pixel '
-                                 'assumed (set it in Probe calibration).')
         present = set(self.shapes.features['detector'])
         for name, image in images.items():
             if name not in present:
@@ -371,6 +370,16 @@ class VirtualDetectors(StepWidget):
                 self._tie_colormap(name)
             self._computed[name] = masks[name]
             self._images.add(name)
+        self._report()
+
+    def _report(self):
+        """The status line: the detectors that give no image, and the
+        scan step assumed while the calibration has none."""
+        notes = [f'{name}: {text}' for name, text in self._errors.items()]
+        if self._images and self.cube.calibration.scan_step is None:
+            notes.append(f'Scan step unknown: {DEFAULTS["scan_step"]:g} Å '
+                         'per pixel assumed (set it in Calibration).')
+        self.status.value = '; '.join(notes)
 
     def _tie_colormap(self, name):
         """A new colormap on the image re-tints its detector's edges."""
@@ -420,6 +429,3 @@ def _least_used(tints: list) -> str:
     return min(TINTS, key=lambda t: (tints.count(t), TINTS.index(t)))
 
 
-def _advance(bar, done):
-    bar.n = round(100 * done)
-    bar.refresh()
