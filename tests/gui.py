@@ -63,7 +63,8 @@ def type_into(field, text: str) -> None:
 
 def choose(combo, text: str) -> None:
     """Pick ``text`` in a magicgui ComboBox: open its list with a click,
-    click the item."""
+    go to the item with the arrow keys, Enter (a click in a list that has
+    just opened is sometimes dropped)."""
     box = native(combo)
     if not isinstance(box, QComboBox):
         box = box.findChild(QComboBox)
@@ -73,14 +74,10 @@ def choose(combo, text: str) -> None:
     QTest.mouseClick(box, LEFT)  # opens the list
     view = box.view()
     assert view.isVisible(), 'the list did not open'
-    item = box.model().index(index, 0)
-    view.scrollTo(item)
-    point = view.visualRect(item).center()
-    QTest.mouseMove(view.viewport(), point)
-    QTest.qWait(50)  # a list ignores a click right after it opened
-    QTest.mouseClick(view.viewport(), LEFT, Qt.KeyboardModifier.NoModifier,
-                     point)
-    QTest.qWait(10)
+    QTest.keyClick(view, Qt.Key.Key_Home)  # then the keys of the list
+    for _ in range(index):
+        QTest.keyClick(view, Qt.Key.Key_Down)
+    QTest.keyClick(view, Qt.Key.Key_Return)
     assert box.currentText() == text, (box.currentText(), text)
 
 

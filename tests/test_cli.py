@@ -104,6 +104,9 @@ def test_exported_recipe_replays_the_widget_session_exactly(
              'parallax upsampled', 'parallax phase', 'ptychography phase')
     qtbot.waitUntil(lambda: all(name in viewer.layers for name in names),
                     timeout=10000)
+    phase = viewer.layers['ptychography phase']  # the result, not a live one
+    qtbot.waitUntil(lambda: 'calibration' in phase.metadata['napari_phase'][
+        'parameters'], timeout=10000)
     session = {name: np.asarray(viewer.layers[name].data) for name in names}
 
     compare = workflow.open_step('Compare')

@@ -64,7 +64,9 @@ def test_run_shows_progress_live_layer_and_cancel_keeps_result(
 
     click(widget.runner.cancel_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30_000)
-    qtbot.waitUntil(lambda: viewer.layers[-1].name == pw.PHASE,
+    qtbot.waitUntil(lambda: viewer.layers[-1].name == pw.PHASE
+                    and 'calibration' in viewer.layers[pw.PHASE].metadata[
+                        META]['parameters'],  # the result, not a live one
                     timeout=5_000)
     result = widget.result
     assert result is not None, widget.runner.status.value

@@ -241,8 +241,10 @@ def test_whole_workflow_with_mouse_and_keyboard(viewer, qtbot, tmp_path):
     wait_done(qtbot, ptycho)
     wait_layers(qtbot, viewer, 'ptychography phase',
                 'ptychography amplitude')
-    recorded = viewer.layers['ptychography phase'].metadata[META][
-        'parameters']
+    phase = viewer.layers['ptychography phase']
+    qtbot.waitUntil(lambda: 'calibration' in phase.metadata[META][
+        'parameters'], timeout=10_000)  # the result's, not a live one
+    recorded = phase.metadata[META]['parameters']
     assert recorded['iterations_done'] == 2
     assert not viewer.layers['ptychography amplitude'].visible
     assert not view.model.layers['ptychography probe phase'].visible
@@ -255,9 +257,11 @@ def test_whole_workflow_with_mouse_and_keyboard(viewer, qtbot, tmp_path):
     done = ptycho.result.parameters['iterations_done']
     assert 1 <= done < 500
     assert ptycho.status.value.startswith('Stopped after')
-    recorded = viewer.layers['ptychography phase'].metadata[META][
-        'parameters']
-    assert recorded['iterations_done'] == done
+    phase = viewer.layers['ptychography phase']
+    qtbot.waitUntil(lambda: phase.metadata[META]['parameters'].get(
+        'num_iter') == 500 and 'calibration' in phase.metadata[META][
+        'parameters'], timeout=10_000)
+    assert phase.metadata[META]['parameters']['iterations_done'] == done
     check_clean(before)
 
     # --- compare: grid, profile line, numbers ---------------------------

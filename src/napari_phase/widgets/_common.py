@@ -276,7 +276,12 @@ class Runner(Container):
         self.warnings: list[str] = []
         self._stop = None
         self._text = ''
+        self._closed = False  # the window closed while a job ran
+        self.native.destroyed.connect(lambda *_: self._close())
         on_click(self.cancel_button, self.cancel)
+
+    def _close(self):
+        self._closed = True
 
     def start(
         self,
@@ -322,6 +327,8 @@ class Runner(Container):
             self.worker.quit()
 
     def _yielded(self, value, on_yield):
+        if self._closed:
+            return
         if isinstance(value, float | int) and not isinstance(value, bool):
             self.progress.value = round(100 * min(max(value, 0.0), 1.0))
         elif on_yield is not None:
@@ -345,8 +352,10 @@ class Runner(Container):
         show_error(f'{self.description}: {error}')
 
     def _finished(self):
-        self.progress.visible = False
         self.worker = None
+        if self._closed:
+            return
+        self.progress.visible = False
         self.run_button.enabled = True
         self.cancel_button.enabled = False
         if self._text.endswith('running…'):
@@ -354,7 +363,8 @@ class Runner(Container):
 
     def _set_status(self, text: str):
         self._text = text
-        self.status.value = '\n'.join([text, *self.warnings])
+        if not self._closed:
+            self.status.value = '\n'.join([text, *self.warnings])
 
 
 class StepWidget(Container):

@@ -343,8 +343,10 @@ class VirtualDetectors(StepWidget):
             on_finished=self._finished)
 
     def _finished(self):
-        self.progress.visible = False
         self.worker = None
+        if self._closed:  # the window closed while it computed
+            return
+        self.progress.visible = False
         if self._pending:
             self._pending = False
             self.update_images()
