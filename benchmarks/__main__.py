@@ -43,6 +43,11 @@ CELL = 60
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if '--ui' in argv:  # the window's responsiveness instead
+        from benchmarks import ui_latency
+
+        return ui_latency.main([a for a in argv if a != '--ui'])
     args = _arguments(argv)
     tools = ('ours',) if args.ours_only else TOOLS
     stamp = datetime.datetime.now(datetime.timezone.utc)
@@ -96,6 +101,11 @@ def _arguments(argv):
                         help='interpreter for the py4DSTEM environment '
                              '(default: python3.11 or python3 on PATH)')
     parser.add_argument('--out', default=None, help='results folder')
+    parser.add_argument('--ui', action='store_true',
+                        help='instead: the UI stalls of each step and the '
+                             'live virtual image latency in a real window '
+                             '(benchmarks/ui_latency.py; takes --quick, '
+                             '--ptycho-iterations, --out)')
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.ptycho_iterations = args.ptycho_iterations or (
@@ -114,8 +124,8 @@ def py4dstem_python(base: str | None) -> Path:
         base = base or shutil.which('python3.11') or shutil.which('python3')
         print(f'creating the py4DSTEM environment in {VENV} (once)')
         subprocess.run([base, '-m', 'venv', str(VENV)], check=True)
-    if subprocess.run([str(python), '-c', CHECK],
-                      capture_output=True).returncode:
+    if subprocess.run([str(python), '-c', CHECK], capture_output=True,
+                      check=False).returncode:
         subprocess.run([str(python), '-m', 'pip', 'install', '--quiet',
                         *PY4DSTEM], check=True)
         subprocess.run([str(python), '-c', CHECK], check=True)
@@ -134,7 +144,8 @@ def run_tool(tool: str, config: dict, folder: Path, python) -> dict:
     with open(folder / 'log.txt', 'w') as log:
         done = subprocess.run(
             [*command, str(config_file)], cwd=HERE.parent, stdout=log,
-            stderr=subprocess.STDOUT, env=os.environ | {'MPLBACKEND': 'Agg'})
+            stderr=subprocess.STDOUT, env=os.environ | {'MPLBACKEND': 'Agg'},
+            check=False)
     result_file = folder / 'result.json'
     if done.returncode or not result_file.exists():
         return {'tool': tool, 'stages': {}, 'images': {}, 'fits': {},
@@ -224,17 +235,17 @@ def markdown(report: dict) -> str:
     truth = report['dataset']['truth']
     p = report['dataset']['parameters']
     lines = [
-        f"Dataset: {'×'.join(map(str, p['scan_shape']))} scan × "
+        (f"Dataset: {'×'.join(map(str, p['scan_shape']))} scan × "
         f"{'×'.join(map(str, p['detector_shape']))} detector, "
         f"{report['dataset']['bytes'] / 1e6:.0f} MB float32; truth: "
-        f"rotation {truth['rotation_deg']:g}°, C1 {truth['C1']:g} Å.  ",
-        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} "
-        f"cores, {report['machine']['memory_GB']} GB; {report['date']}.  ",
-        f"Times: median of {report['options']['repeats']} run(s) per "
+        f"rotation {truth['rotation_deg']:g}°, C1 {truth['C1']:g} Å.  "),
+        (f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} "
+        f"cores, {report['machine']['memory_GB']} GB; {report['date']}.  "),
+        (f"Times: median of {report['options']['repeats']} run(s) per "
         'pipeline (fresh processes, alternating), cheap stages repeated in '
         'each; peak = extra resident memory during the stage. Quality: '
         "Pearson r with the true phase after registration ('inv.' = "
-        'inverted contrast); fitted rotation θ and C1.',
+        'inverted contrast); fitted rotation θ and C1.'),
         '',
     ]
     header = ['stage', 'ours (s)', 'py4DSTEM (s)', 'speed-up',
@@ -309,14 +320,14 @@ def _floor_lines(report) -> list[str]:
     read, fft = report['floors']['read'], report['floors']['fft']
     return [
         'Floors on this machine (best of 5 before each round of runs):',
-        f"- one read pass over the cube (np.sum): {read['seconds'] * 1e3:.3g}"
+        (f"- one read pass over the cube (np.sum): {read['seconds'] * 1e3:.3g}"
         f" ms ({read['GB_per_s']:.1f} GB/s): the floor of read-bound stages "
-        '(mean pattern, virtual images, CoM);',
-        f"- complex64 FFT of one pattern (scipy.fft, {fft['workers']} "
+        '(mean pattern, virtual images, CoM);'),
+        (f"- complex64 FFT of one pattern (scipy.fft, {fft['workers']} "
         f"workers, batched): {fft['seconds_per_fft'] * 1e6:.0f} µs "
         f"({fft['GFLOP_per_s']:.1f} GFLOP/s), so one ptychography iteration "
         f"(2 FFTs per pattern) takes ≥ {fft['ptycho_iteration_seconds']:.3g}"
-        ' s.',
+        ' s.'),
     ]
 
 

@@ -1,30 +1,32 @@
 """Regenerate the screenshots of docs/tutorial.md from the real napari
-window, by doing the tutorial's steps in its widgets.
+window, by doing the tutorial's steps in the napari-phase dock.
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python \
         scripts/tutorial_screenshots.py [--out docs/images] [--iterations 16]
 
-It opens the built-in sample (Gold nanoparticles, simulated), docks every
-napari-phase widget, then calibrates, adds the BF and ADF detectors, runs
-DPC, parallax and ptychography and compares the results, pressing the same
-buttons a user would, and saves a screenshot of the whole window after
-each step.
+It opens a 1280×800 window, the napari-phase dock (Plugins menu) and the
+built-in sample (File > Open Sample), then calibrates, adds the BF and ADF
+detectors, runs DPC, parallax and ptychography and compares the results,
+clicking and typing as a user does (tests/gui.py), and saves a
+screenshot of the whole window after each step.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_phase.widgets.dpc_widget import THRESHOLD
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
+from gui import choose, click, select_items, type_into
 
 PLUGIN = 'napari-phase'
-WINDOW = (1800, 1000)
-PHASES = ('DPC phase', 'parallax phase', 'ptychography phase')
+WINDOW = (1280, 800)
+PHASES = ['DPC phase', 'parallax phase', 'ptychography phase']
 
 
 def settle(seconds: float = 0.5, until=None, timeout: float = 600) -> None:
@@ -43,41 +45,30 @@ def settle(seconds: float = 0.5, until=None, timeout: float = 600) -> None:
 
 
 class Tutorial:
-    """The viewer, its docked widgets, and a screenshot per step."""
+    """The viewer, the napari-phase dock, and a screenshot per step."""
 
     def __init__(self, out: Path):
         self.out = out
         self.viewer = napari.Viewer(title='napari-phase tutorial')
         self.viewer.window.resize(*WINDOW)
+        _, self.dock = self.viewer.window.add_plugin_dock_widget(
+            PLUGIN, 'napari-phase')
         self.viewer.open_sample(PLUGIN, 'gold_nanoparticles')
-        self.docks = {}
-        for name in ('Diffraction view', 'Probe calibration',
-                     'Virtual detectors', 'DPC', 'Parallax', 'Ptychography',
-                     'Compare results'):
-            dock, widget = self.viewer.window.add_plugin_dock_widget(
-                PLUGIN, name, tabify=name != 'Diffraction view')
-            self.docks[name] = (dock, widget)
+        cube = self.viewer.layers['gold nanoparticles']
+        settle(until=lambda: cube.visible)  # simulated
 
-    def widget(self, name: str):
-        dock, widget = self.docks[name]
-        dock.show()
-        dock.raise_()
-        return widget
+    def run(self, step) -> None:
+        click(step.runner.run_button)
+        settle(until=lambda: step.runner.worker is None)
+        if step.runner.status.value.startswith('Error'):
+            raise RuntimeError(step.runner.status.value)
 
-    def run(self, widget, start) -> None:
-        start()
-        settle(until=lambda: widget.runner.worker is None)
-        if widget.runner.status.value.startswith('Error'):
-            raise RuntimeError(widget.runner.status.value)
-
-    def show_only(self, *names: str, grid: bool = False) -> None:
+    def show_only(self, *names: str) -> None:
         for layer in self.viewer.layers:
             layer.visible = layer.name in names
-        self.viewer.canvas.grid.enabled = grid
         self.viewer.reset_view()
 
     def shot(self, filename: str) -> None:
-        self.viewer.window.resize(*WINDOW)
         settle(0.8)
         path = self.out / filename
         self.viewer.screenshot(str(path), canvas_only=False, flash=False)
@@ -93,49 +84,44 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t = Tutorial(out)
-
-    t.widget('Diffraction view')
     t.show_only('gold nanoparticles')
     t.shot('01_open.png')
 
-    calibrate = t.widget('Probe calibration')
-    calibrate.probe_layer.value = t.viewer.layers['vacuum probe']
-    calibrate.thresh_upper.value = 0.7
-    t.run(calibrate, calibrate.fit)
-    calibrate.apply()
+    calibrate = t.dock.open_step('Calibration')
+    choose(calibrate.probe_layer, 'vacuum probe')
+    type_into(calibrate.thresh_upper, '0.7')
+    t.run(calibrate)
+    click(calibrate.apply_button)
     t.shot('02_calibrate.png')
 
-    virtual = t.widget('Virtual detectors')
-    virtual.add_bf()
-    virtual.add_adf()
-    settle(until=lambda: {'virtual BF', 'virtual ADF'} <= set(
-        layer.name for layer in t.viewer.layers))
-    t.show_only('virtual BF', 'virtual ADF', grid=True)
+    virtual = t.dock.open_step('Virtual detectors')
+    click(virtual.bf_button)
+    click(virtual.adf_button)
+    settle(until=lambda: {'virtual BF', 'virtual ADF'} <= {
+        layer.name for layer in t.viewer.layers})
+    t.show_only('virtual BF', 'virtual ADF')
     t.shot('03_virtual_detectors.png')
 
-    dpc = t.widget('DPC')
-    dpc.mask.value, dpc.threshold.value = THRESHOLD, 0.8
-    t.run(dpc, dpc.run)
-    t.show_only('DPC phase')
+    dpc = t.dock.open_step('DPC')
+    choose(dpc.mask, 'mean pattern > threshold')
+    t.run(dpc)
     t.shot('04_dpc.png')
 
-    parallax = t.widget('Parallax')
-    t.run(parallax, parallax.run)
-    t.show_only('parallax phase')
+    parallax = t.dock.open_step('Parallax')
+    t.run(parallax)
     t.shot('05_parallax.png')
 
-    ptycho = t.widget('Ptychography')
-    ptycho.num_iter.value = args.iterations
-    t.run(ptycho, ptycho.run)
-    t.show_only('ptychography phase')
+    ptycho = t.dock.open_step('Ptychography')
+    type_into(ptycho.num_iter, str(args.iterations))
+    t.run(ptycho)
     t.shot('06_ptychography.png')
 
-    compare = t.widget('Compare results')
-    compare.layers.value = list(PHASES)
-    compare.show()
+    compare = t.dock.open_step('Compare')
+    select_items(compare.layers, PHASES)
+    click(compare.show_button)
     t.shot('07_compare_grid.png')
-    compare.draw_line()
-    compare.compute_numbers()
+    click(compare.line_button)
+    click(compare.numbers_button)
     t.shot('08_compare_profile.png')
     t.viewer.close()
 

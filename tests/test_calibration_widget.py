@@ -3,6 +3,8 @@ reports it, Apply writes THE cube's calibration; bad input is a message."""
 
 import numpy as np
 import pytest
+from gui import choose, click, type_into
+from napari.layers import Layer
 
 from napari_phase import Calibration, DataCube, simulate
 from napari_phase.compute.probe import fit_probe
@@ -12,7 +14,6 @@ from napari_phase.widgets.calibration_widget import (
     CalibrationWidget,
 )
 from napari_phase.widgets.diffraction_view import diffraction_view
-from gui import click
 
 
 @pytest.fixture(scope='module')
@@ -25,27 +26,32 @@ def fit_and_wait(widget, qtbot):
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10000)
 
 
+def add(viewer, layer_tuples):
+    (layer,) = [viewer.add_layer(Layer.create(*t)) for t in layer_tuples]
+    return layer
+
+
 def test_fit_and_apply(make_napari_viewer, qtbot, sim):
     """With the layers the file reader makes (probe kept in metadata)."""
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     cube = DataCube(sim.datacube.data, Calibration(), 'sim')
-    (layer,) = [viewer._add_layer_from_data(*t)[0]
-                for t in datacube_layers(cube, 'scan')]
-    (probe,) = [viewer._add_layer_from_data(*t)[0] for t in
-                probe_layers(sim.vacuum_probe, cube.calibration, 'probe')]
+    layer = add(viewer, datacube_layers(cube, 'scan'))
+    add(viewer, probe_layers(sim.vacuum_probe, cube.calibration, 'probe'))
     widget = CalibrationWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert 'scan step' in widget.status.value  # uncalibrated: says what
-    widget.scan_step.value = 2.39
-    widget.semiangle.value = 22.6
-    widget.energy_kv.value = 300
-    widget.thresh_upper.value = 0.7
-    widget.probe_layer.value = probe
+    type_into(widget.scan_step, '2.39')
+    type_into(widget.semiangle, '22.6')
+    type_into(widget.energy_kv, '300')
+    type_into(widget.thresh_upper, '0.7')
+    choose(widget.probe_layer, 'probe')
     fit_and_wait(widget, qtbot)
     expected = fit_probe(sim.vacuum_probe, 0.01, 0.7)
     assert widget.fit_result[1] == expected
     assert f'{expected.radius:.2f} px' in widget.result.value
-    disk = diffraction_view(viewer).model.layers[PROBE_FIT]
+    view = diffraction_view(viewer)
+    disk = view.model.layers[PROBE_FIT]
+    assert not view.model.layers['vacuum probe'].visible  # auxiliary
     assert disk.shape_type == ['ellipse']
     np.testing.assert_allclose(disk.data[0].mean(axis=0), expected.center,
                                atol=1e-4)
@@ -67,12 +73,13 @@ def test_fit_and_apply(make_napari_viewer, qtbot, sim):
 
 
 def test_fit_on_mean_pattern(make_napari_viewer, qtbot, sim, add_cube):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     add_cube(viewer, sim.datacube)
     widget = CalibrationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     assert widget.status.value == ''  # calibrated: nothing missing
     assert widget.scan_step.value == pytest.approx(2.39)
-    widget.thresh_upper.value = 0.7
+    type_into(widget.thresh_upper, '0.7')
     fit_and_wait(widget, qtbot)
     fit = widget.fit_result[1]
     assert abs(fit.radius - sim.truth['probe_radius']) < 0.5
@@ -80,16 +87,18 @@ def test_fit_on_mean_pattern(make_napari_viewer, qtbot, sim, add_cube):
 
 
 def test_bad_input_is_a_message(make_napari_viewer, qtbot, sim, add_cube):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     widget = CalibrationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     assert 'Open a 4D-STEM datacube' in widget.status.value
     click(widget.apply_button)  # no cube: message, no exception
     assert 'No datacube layer' in widget.status.value
     add_cube(viewer, sim.datacube)
-    widget.probe_layer.value = viewer.add_image(np.ones((10, 10)), name='p')
-    click(widget.runner.run_button)
+    viewer.add_image(np.ones((10, 10)), name='p')
+    choose(widget.probe_layer, 'p')
+    fit_and_wait(widget, qtbot)
     assert "'p' has shape (10, 10)" in widget.runner.status.value
-    widget.probe_layer.value = viewer.add_image(np.zeros((192, 192)),
-                                                name='dark')
+    viewer.add_image(np.zeros((192, 192)), name='dark')
+    choose(widget.probe_layer, 'dark')
     fit_and_wait(widget, qtbot)
     assert 'no positive intensity' in widget.runner.status.value

@@ -7,12 +7,12 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from gui import canvas_point, choose, click, drag, type_into
 
 from napari_phase import load_results, simulate, write_emd, write_emd_probe
 from napari_phase.cli import main
 from napari_phase.io.results import saved_recipe
 from napari_phase.recipe import new_recipe, read_recipe, write_recipe
-from napari_phase.widgets.compare_widget import CompareWidget
 
 
 @pytest.fixture(scope='module')
@@ -56,9 +56,9 @@ def test_demo_headless_writes_its_files(tmp_path, capsys):
     assert 'exists' in capsys.readouterr().err
 
 
-def run_widget(qtbot, widget, start):
-    """Start a widget's job and wait for its thread worker to finish."""
-    start()
+def run_widget(qtbot, widget):
+    """Press a step's run button and wait for its job to finish."""
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=120000)
     status = widget.runner.status.value
     assert 'Error' not in status, status
@@ -67,35 +67,53 @@ def run_widget(qtbot, widget, start):
 def test_exported_recipe_replays_the_widget_session_exactly(
     files, tmp_path, make_napari_viewer, qtbot
 ):
-    """Calibrate, DPC, parallax and ptychography in their widgets →
-    Export recipe → `napari-phase run --recipe` gives the same arrays."""
-    from napari_phase.widgets.calibration_widget import CalibrationWidget
-    from napari_phase.widgets.dpc_widget import THRESHOLD, DPCWidget
-    from napari_phase.widgets.parallax_widget import ParallaxWidget
-    from napari_phase.widgets.ptycho_widget import PtychoWidget
-
+    """Calibrate, DPC (mask: a detector drawn as a disk), parallax and
+    ptychography pressed in the napari-phase dock → Export recipe →
+    `napari-phase run --recipe` gives the same arrays."""
     data, probe = files
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     viewer.open(data, plugin='napari-phase')
     viewer.open(probe, plugin='napari-phase')
-    calibrate = CalibrationWidget(viewer)
-    run_widget(qtbot, calibrate, calibrate.fit)
-    calibrate.apply()
-    dpc = DPCWidget(viewer)
-    dpc.mask.value, dpc.threshold.value = THRESHOLD, 0.8
-    run_widget(qtbot, dpc, dpc.run)
-    parallax = ParallaxWidget(viewer)
-    run_widget(qtbot, parallax, parallax.run)
-    ptycho = PtychoWidget(viewer)
-    ptycho.num_iter.value = 3
-    run_widget(qtbot, ptycho, ptycho.run)
-    names = ('DPC phase', 'parallax BF', 'parallax upsampled',
-             'parallax phase', 'ptychography phase')
+    _, workflow = viewer.window.add_plugin_dock_widget('napari-phase',
+                                                       'napari-phase')
+    calibrate = workflow.open_step('Calibration')
+    run_widget(qtbot, calibrate)
+    click(calibrate.apply_button)
+    detectors = workflow.open_step('Virtual detectors')
+    click(detectors.bf_button)
+    qtbot.waitUntil(lambda: 'virtual BF' in viewer.layers, timeout=30000)
+    cal = viewer.layers[0].metadata['napari_phase']['datacube'].calibration
+    view = detectors.view  # a second detector, drawn with the mouse
+    corners = [canvas_point(view.qt_viewer.canvas, view.model.scene.camera,
+                            (np.asarray(cal.probe_center) + shift)
+                            * cal.q_pixel_mrad) for shift in (-10, 10)]
+    (ellipse,) = [b for b in view.tools.buttons() if b.text() == 'ellipse']
+    click(ellipse)
+    drag(view.qt_viewer.canvas, *corners, qtbot=qtbot)
+    qtbot.waitUntil(lambda: 'virtual detector 1' in viewer.layers,
+                    timeout=30000)
+    dpc = workflow.open_step('DPC')
+    choose(dpc.mask, 'detector: detector 1')
+    run_widget(qtbot, dpc)
+    parallax = workflow.open_step('Parallax')
+    run_widget(qtbot, parallax)
+    ptycho = workflow.open_step('Ptychography')
+    type_into(ptycho.num_iter, '3')
+    run_widget(qtbot, ptycho)
+    names = ('virtual BF', 'virtual detector 1', 'DPC phase', 'parallax BF',
+             'parallax upsampled', 'parallax phase', 'ptychography phase')
+    qtbot.waitUntil(lambda: all(name in viewer.layers for name in names),
+                    timeout=10000)
+    phase = viewer.layers['ptychography phase']  # the result, not a live one
+    qtbot.waitUntil(lambda: 'calibration' in phase.metadata['napari_phase'][
+        'parameters'], timeout=10000)
     session = {name: np.asarray(viewer.layers[name].data) for name in names}
 
-    widget = CompareWidget(viewer)
-    widget.recipe_path.value = tmp_path / 'session.yaml'
-    recipe_path = widget.export_recipe()
+    compare = workflow.open_step('Compare')
+    recipe_path = tmp_path / 'session.yaml'
+    type_into(compare.recipe_path, str(recipe_path))
+    click(compare.export_button)
+    assert compare.status.value == f'Recipe written to {recipe_path}'
     out = tmp_path / 'replay.h5'
     assert main(['run', data, '--probe', probe, '--recipe',
                  str(recipe_path), '-o', str(out)]) == 0
@@ -107,7 +125,7 @@ def test_exported_recipe_replays_the_widget_session_exactly(
 
 
 def test_bad_input_gives_one_line_and_no_file(files, tmp_path, capsys):
-    data, probe = files
+    data, _probe = files
     out = tmp_path / 'out.h5'
     out.write_bytes(b'keep')
     assert main(['run', data, '-o', str(out), '--methods', 'dpc']) == 2
@@ -142,7 +160,7 @@ def test_entry_point_error_is_one_line_without_traceback(tmp_path):
     done = subprocess.run(
         [sys.executable, '-m', 'napari_phase.cli', 'run',
          str(tmp_path / 'missing.h5'), '-o', str(tmp_path / 'x.h5')],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -153,15 +171,25 @@ def test_entry_point_error_is_one_line_without_traceback(tmp_path):
 def test_demo_opens_napari_when_there_is_a_display(
     tmp_path, monkeypatch, qtbot
 ):
+    """The demo window opens on the three phases side by side, with the
+    diffraction view beside them."""
     import napari
 
     shown = {}
 
     def run():  # instead of napari's event loop: look, then close
+        from napari_phase.widgets.diffraction_view import diffraction_view
+
         viewer = napari.current_viewer()
-        shown['layers'] = [layer.name for layer in viewer.layers]
-        shown['docks'] = list(viewer.window.dock_widgets)
         qtbot.wait(300)  # let the widgets finish their first updates
+        shown['layers'] = [layer.name for layer in viewer.layers]
+        shown['visible'] = {layer.name for layer in viewer.layers
+                            if layer.visible}
+        shown['grid'] = viewer.canvas.grid.enabled
+        shown['docks'] = list(viewer.window.dock_widgets)
+        view = diffraction_view(viewer)
+        shown['diffraction'] = (view.isVisible(),
+                                'mean pattern' in view.model.layers)
         viewer.close()
 
     monkeypatch.setattr(napari, 'run', run)
@@ -171,4 +199,8 @@ def test_demo_opens_napari_when_there_is_a_display(
     assert not out.exists()  # a window, no files
     assert {'DPC phase', 'parallax phase', 'ptychography phase',
             'virtual BF'} <= set(shown['layers'])
-    assert any('Compare results' in name for name in shown['docks'])
+    assert shown['visible'] == {'DPC phase', 'parallax phase',
+                                'ptychography phase'}
+    assert shown['grid']
+    assert shown['diffraction'] == (True, True)
+    assert any('napari-phase' in name for name in shown['docks'])

@@ -10,13 +10,13 @@ import dask.array as da
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
+from gui import click, type_into
 
 from napari_phase import DataCube
 from napari_phase.compute import scheduler
 from napari_phase.widgets._common import compute_settings
 from napari_phase.widgets.cluster_widget import ClusterWidget
 from napari_phase.widgets.dpc_widget import PHASE, DPCWidget
-from gui import click
 
 UNREACHABLE = 'tcp://127.0.0.1:9'  # the discard port: nothing listens
 
@@ -60,7 +60,7 @@ def test_dpc_runs_on_the_cluster_given_and_gives_the_same_phase(
         with get_task_stream(watcher) as here:
             local = run_dpc(dpc, qtbot)
         assert local is not None and len(here.data) == 0
-        settings.address.value = cluster.scheduler_address
+        type_into(settings.address, cluster.scheduler_address)
         assert setting.scheduler == cluster.scheduler_address
         assert 'Widgets compute lazy data on' in settings.status.value
         with get_task_stream(watcher) as there:
@@ -68,7 +68,7 @@ def test_dpc_runs_on_the_cluster_given_and_gives_the_same_phase(
         assert remote is not None and len(there.data) > 0
     np.testing.assert_array_equal(remote.phase, local.phase)
     assert viewer.layers[PHASE].data.shape == (32, 32)
-    settings.address.value = '  '
+    type_into(settings.address, '  ')
     assert setting.scheduler is None
 
 
@@ -79,7 +79,8 @@ def test_an_unreachable_scheduler_is_a_message(
     viewer = make_napari_viewer()
     add_cube(viewer, lazy_cube)
     settings = ClusterWidget(viewer)
-    settings.address.value = UNREACHABLE
+    viewer.window.add_dock_widget(settings)
+    type_into(settings.address, UNREACHABLE)
     dpc = DPCWidget(viewer)
     viewer.window.add_dock_widget(dpc)
     assert run_dpc(dpc, qtbot) is None

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from gui import choose, click, select_items, type_into
+from napari.layers import Layer
 
 from napari_phase.widgets._common import real_space_layer
 from napari_phase.widgets.compare_widget import PROFILE_LAYER, CompareWidget
-from gui import click
 
 
 def result_tuple(image, name, pixel, origin, source='scan.h5'):
@@ -13,26 +14,30 @@ def result_tuple(image, name, pixel, origin, source='scan.h5'):
                             origin=origin)
 
 
+def add(viewer, layer_tuple):
+    return viewer.add_layer(Layer.create(*layer_tuple))
+
+
 @pytest.fixture
 def viewer_and_widget(make_napari_viewer):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     rng = np.random.default_rng(0)
     i, j = np.indices((12, 12))
     coarse = (10.0 * i + j).astype(np.float32)  # linear: exact interpolation
     fine = rng.standard_normal((30, 30))
     for data, name, pixel, origin in ((coarse, 'coarse', 2.0, (4.0, -6.0)),
                                       (fine, 'fine', 1.0, (0.0, 0.0))):
-        viewer._add_layer_from_data(*result_tuple(data, name, pixel, origin))
+        add(viewer, result_tuple(data, name, pixel, origin))
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
     return viewer, widget, coarse, fine
 
 
 def test_profile_equals_hand_sampling(viewer_and_widget):
-    viewer, widget, coarse, fine = viewer_and_widget
-    widget.layers.value = ['coarse', 'fine']
-    line = widget.draw_line()
-    assert viewer.layers[PROFILE_LAYER] is line
+    viewer, widget, _coarse, fine = viewer_and_widget
+    select_items(widget.layers, ['coarse', 'fine'])
+    click(widget.line_button)
+    line = viewer.layers[PROFILE_LAYER]
     assert widget.mode.value == 'overlay' and not viewer.canvas.grid.enabled
     line.data = [np.array([[6.0, -4.0], [6.0, 16.0]])]  # Å, scan frame
     profile = widget.profile
@@ -49,34 +54,38 @@ def test_profile_equals_hand_sampling(viewer_and_widget):
 
 
 def test_matched_contrast_and_grid(viewer_and_widget):
-    viewer, widget, coarse, fine = viewer_and_widget
+    viewer, widget, coarse, _fine = viewer_and_widget
     viewer.add_image(np.zeros((5, 5)), name='other')
-    widget.layers.value = ['coarse', 'fine']
-    widget.low.value, widget.high.value = 0.0, 100.0
-    widget.show()
+    viewer.add_vectors(np.zeros((2, 2, 2)), name='arrows')
+    select_items(widget.layers, ['coarse', 'fine'])
+    type_into(widget.low, '0')
+    type_into(widget.high, '100')
+    click(widget.show_button)
     assert viewer.canvas.grid.enabled
-    assert not viewer.layers['other'].visible
+    assert [layer.name for layer in viewer.layers if layer.visible] == [
+        'coarse', 'fine']  # the grid shows only the chosen images
     # shared field of view: x 4..26 Å, y 0..16 Å (pixels of 2 Å)
     shared = coarse[:, 3:12]
     assert viewer.layers['coarse'].contrast_limits == pytest.approx(
         [shared.min(), shared.max()])
-    widget.mode.value = 'overlay'
-    widget.show()
+    choose(widget.mode, 'overlay')
+    click(widget.show_button)
     assert not viewer.canvas.grid.enabled
 
 
 def test_numbers_and_different_datasets(viewer_and_widget):
     viewer, widget, coarse, _ = viewer_and_widget
-    viewer._add_layer_from_data(*result_tuple(
-        -coarse, 'inverted', 2.0, (4.0, -6.0)))
-    widget.layers.value = ['coarse', 'inverted']
-    widget.independent.value = True
-    lines = widget.compute_numbers()
+    add(viewer, result_tuple(-coarse, 'inverted', 2.0, (4.0, -6.0)))
+    select_items(widget.layers, ['coarse', 'inverted'])
+    click(widget.independent)
+    assert widget.independent.value
+    click(widget.numbers_button)
+    lines = widget.numbers.value.splitlines()
     assert lines[0] == 'coarse vs inverted: r = -1.000'
     assert lines[1].startswith('FRC resolution')
-    viewer._add_layer_from_data(*result_tuple(
-        coarse, 'other scan', 2.0, (4.0, -6.0), source='other.h5'))
-    widget.layers.value = ['coarse', 'other scan']
+    add(viewer, result_tuple(coarse, 'other scan', 2.0, (4.0, -6.0),
+                             source='other.h5'))
+    select_items(widget.layers, ['coarse', 'other scan'])
     click(widget.numbers_button)
     assert 'different datasets' in widget.status.value
     assert "'other scan' from 'other.h5'" in widget.status.value
@@ -91,7 +100,32 @@ def test_a_source_given_as_the_datacube_layer_name_is_its_dataset(
     cube = DataCube(np.zeros((2, 2, 3, 3), np.float32), source='scan.h5')
     viewer.add_image(np.zeros((3, 3, 2, 2)), name='my scan',
                      metadata={'napari_phase': {'datacube': cube}})
-    viewer._add_layer_from_data(*result_tuple(
-        coarse, 'by layer name', 2.0, (4.0, -6.0), source='my scan'))
-    widget.layers.value = ['coarse', 'by layer name']
-    assert widget.compute_numbers()[0].endswith('r = 1.000')
+    add(viewer, result_tuple(coarse, 'by layer name', 2.0, (4.0, -6.0),
+                             source='my scan'))
+    select_items(widget.layers, ['coarse', 'by layer name'])
+    click(widget.numbers_button)
+    assert widget.numbers.value.endswith('r = 1.000')
+
+
+def test_export_recipe_names_the_box_to_tick(viewer_and_widget, tmp_path):
+    """The default path is absolute; an existing file is kept until the
+    overwrite box is ticked."""
+    from napari_phase.widgets.compare_widget import DEFAULT_RECIPE
+
+    viewer, widget, coarse, _ = viewer_and_widget
+    assert DEFAULT_RECIPE.is_absolute()
+    assert widget.recipe_path.value == DEFAULT_RECIPE
+    params = {'method': 'dpc', 'descan': 'plane', 'mask': 'none',
+              'source': 'scan.h5', 'calibration': {'scan_step': 2.0}}
+    add(viewer, real_space_layer(coarse, 'DPC phase', 2.0, params))
+    path = tmp_path / 'recipe.yaml'
+    path.write_text('keep me')
+    type_into(widget.recipe_path, str(path))
+    click(widget.export_button)
+    assert path.read_text() == 'keep me'
+    assert 'tick "overwrite"' in widget.status.value
+    assert '--force' not in widget.status.value
+    click(widget.overwrite)
+    click(widget.export_button)
+    assert widget.status.value == f'Recipe written to {path}'
+    assert 'dpc:' in path.read_text()

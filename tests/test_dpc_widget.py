@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from gui import canvas_point, choose, click, drag
+from napari.layers import Vectors
 
 from napari_phase import Calibration, DataCube
 from napari_phase.compute.geometry import wrap_degrees
@@ -15,20 +17,24 @@ from napari_phase.widgets.dpc_widget import (
     DPCWidget,
     com_arrows,
 )
-from gui import click
+
+
+def run_and_wait(widget, qtbot):
+    click(widget.runner.run_button)
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.viewer.layers[-1].name == PHASE
+                    or 'Error' in widget.runner.status.value, timeout=5_000)
 
 
 def test_widget_makes_layers_and_writes_calibration(
     make_napari_viewer, qtbot, cube, small_sim, add_cube):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     add_cube(viewer, cube)
     widget = DPCWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert widget.write_calibration.value  # no rotation in it yet
-    widget.mask.value = THRESHOLD
-    click(widget.runner.run_button)
-    qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
-    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
+    choose(widget.mask, THRESHOLD)
+    run_and_wait(widget, qtbot)
 
     step = cube.calibration.scan_step
     for name in (PHASE, COM_X, COM_Y):
@@ -40,7 +46,12 @@ def test_widget_makes_layers_and_writes_calibration(
         assert params['mask_threshold'] == 0.8
         assert params['descan'] == 'plane'
         assert params['fitted_rotation_deg'] == widget.result.rotation_deg
-    assert viewer.layers[FIELD]._type_string == 'vectors'
+    assert isinstance(viewer.layers[FIELD], Vectors)
+    # the phase in front: on top, selected; the CoM layers hidden
+    assert viewer.layers[-1].name == PHASE and viewer.layers[PHASE].visible
+    assert viewer.layers.selection.active is viewer.layers[PHASE]
+    assert not any(viewer.layers[name].visible
+                   for name in (COM_X, COM_Y, FIELD))
     # the defocused probe fills 96² badly (aliasing): a few degrees off,
     # but the geometric half-turn and the transpose are what matter here
     truth = small_sim.truth
@@ -59,22 +70,22 @@ def test_widget_makes_layers_and_writes_calibration(
 def test_widget_keeps_a_rotation_already_there(
     make_napari_viewer, qtbot, cube, add_cube):
     cube.calibration.update(rotation_deg=-11.0, transpose=False)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     add_cube(viewer, cube)
     widget = DPCWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     assert not widget.write_calibration.value
-    click(widget.runner.run_button)
-    qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
-    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
+    run_and_wait(widget, qtbot)
     assert cube.calibration.rotation_deg == -11.0
     assert PHASE in viewer.layers
 
 
 def test_widget_shows_bad_input(make_napari_viewer, qtbot, add_cube):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     data = np.ones((4, 4, 8, 8), np.float32)
     add_cube(viewer, DataCube(data, Calibration(), 'no calibration'))
     widget = DPCWidget(viewer)
+    viewer.window.add_dock_widget(widget)
     click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10_000)
     assert 'scan step' in widget.runner.status.value
@@ -94,22 +105,42 @@ def test_com_arrows_subsample_and_scale():
 
 
 def test_widget_uses_a_drawn_detector(make_napari_viewer, qtbot, cube,
-                                      small_sim, monkeypatch, add_cube):
-    from napari_phase.widgets import virtual_detectors
+                                      small_sim, add_cube):
+    """A disk drawn with the mouse in the diffraction view is the mask;
+    the layers record its shapes (a recipe replays it)."""
+    from napari_phase.pipeline import drawn_mask
+    from napari_phase.widgets.virtual_detectors import VirtualDetectors
 
-    qx, qy = np.indices(cube.detector_shape)
-    cx, cy = small_sim.truth['probe_center']
-    disk = np.hypot(qx - cx, qy - cy) <= small_sim.truth['probe_radius'] + 2
-    monkeypatch.setattr(virtual_detectors, 'detector_masks',
-                        lambda viewer: {'my BF': disk.astype(np.float32)})
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     add_cube(viewer, cube)
+    detectors = VirtualDetectors(viewer)
+    viewer.window.add_dock_widget(detectors)
+    view = detectors.view
+    qtbot.waitUntil(lambda: 'mean pattern' in view.model.layers,
+                    timeout=10_000)
+    qtbot.wait(100)  # the view fitted to the pattern
+    q = cube.calibration.q_pixel_mrad
+    cx, cy = small_sim.truth['probe_center']
+    r = small_sim.truth['probe_radius'] + 2
+    corners = [canvas_point(view.qt_viewer.canvas, view.model.scene.camera,
+                            (x * q, y * q))
+               for x, y in ((cx - r, cy - r), (cx + r, cy + r))]
+    (ellipse,) = [b for b in view.tools.buttons() if b.text() == 'ellipse']
+    click(ellipse)
+    drag(view.qt_viewer.canvas, *corners, qtbot=qtbot)
+    qtbot.waitUntil(lambda: 'virtual detector 1' in viewer.layers,
+                    timeout=10_000)
     widget = DPCWidget(viewer)
-    widget.mask.value = 'detector: my BF'
-    click(widget.runner.run_button)
-    qtbot.waitUntil(lambda: widget.result is not None, timeout=30_000)
-    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=5_000)
+    viewer.window.add_dock_widget(widget)
+    choose(widget.mask, 'detector: detector 1')
+    run_and_wait(widget, qtbot)
     params = viewer.layers[PHASE].metadata[META]['parameters']
-    assert params['mask'] == 'detector: my BF'
-    assert widget.result.parameters['mask'].startswith(f'{disk.sum()} of')
+    assert params['mask'] == 'detector'
+    assert params['mask_detector'] == 'detector 1'
+    disk = drawn_mask(params['mask_shapes'], cube.detector_shape)
+    qx, qy = np.indices(cube.detector_shape)
+    assert np.hypot(qx - cx, qy - cy)[disk > 0].max() == pytest.approx(
+        r, abs=1.5)
+    assert widget.result.parameters['mask'].startswith(
+        f'{int(disk.sum())} of')
     assert 'keeps the contrast' in widget.result.contrast

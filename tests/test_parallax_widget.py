@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gui import click, type_into
 from napari.layers import Image, Vectors
 
 from napari_phase.compute.geometry import wrap_degrees
@@ -19,15 +20,19 @@ from napari_phase.widgets.parallax_widget import (
 def test_parallax_widget_layers_and_calibration(
     make_napari_viewer, qtbot, small_sim, cube, add_cube
 ):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     step, dq = cube.calibration.scan_step, cube.calibration.q_pixel_mrad
     add_cube(viewer, cube, 'cube')
     widget = ParallaxWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    widget.upsample.value = 2
-    widget.run()
+    type_into(widget.upsample, '2')
+    click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60000)
     assert widget.result is not None, widget.runner.status.value
+    qtbot.waitUntil(lambda: viewer.layers[-1].name == PHASE, timeout=5000)
+    assert viewer.layers.selection.active is viewer.layers[PHASE]
+    assert not viewer.layers[ALIGNED].visible
+    assert not viewer.layers[UPSAMPLED].visible
 
     for name, pixel in (
         (ALIGNED, step),
@@ -60,18 +65,20 @@ def test_parallax_widget_layers_and_calibration(
 
 
 def test_parallax_widget_shows_bad_input(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     widget = ParallaxWidget(viewer)
-    widget.runner.run_button.changed.emit(True)  # no datacube layer: a message
+    viewer.window.add_dock_widget(widget)
+    click(widget.runner.run_button)  # no datacube layer: a message
     assert 'datacube' in widget.runner.status.value
 
 
 def test_parallax_widget_cancel(make_napari_viewer, qtbot, cube, add_cube):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)
     add_cube(viewer, cube, 'cube')
     widget = ParallaxWidget(viewer)
-    widget.run()
-    widget.runner.cancel()
+    viewer.window.add_dock_widget(widget)
+    click(widget.runner.run_button)
+    click(widget.runner.cancel_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60000)
     assert widget.result is None
     assert widget.runner.status.value == 'Cancelled.'

@@ -141,3 +141,39 @@ def test_methods_select_steps_and_bad_names_fail(sim):
     with pytest.raises(RecipeError, match='vacuum_probe but no probe'):
         run_pipeline(cube, new_recipe(
             {'calibrate': {'pattern': 'vacuum_probe'}}))
+
+
+def test_drawn_detectors_are_replayed(small_sim):
+    """A recipe's drawn detectors (a rectangle, an annulus of two
+    ellipses, detector px) give the images of their masks, and a drawn
+    DPC mask gives the DPC of that mask."""
+    from napari_phase import dpc, ellipse_mask, polygon_mask
+
+    cube = DataCube(small_sim.datacube.data,
+                    small_sim.datacube.calibration.copy(), 'sim')
+    box = [[30.0, 28.0], [60.0, 28.0], [60.0, 70.0], [30.0, 70.0]]
+    outer = [[8.0, 8.0], [88.0, 8.0], [88.0, 88.0], [8.0, 88.0]]
+    inner = [[26.0, 26.0], [70.0, 26.0], [70.0, 70.0], [26.0, 70.0]]
+    annulus = [{'type': 'ellipse', 'role': 'add', 'vertices': outer},
+               {'type': 'ellipse', 'role': 'subtract', 'vertices': inner}]
+    recipe = new_recipe({
+        'virtual': {'detectors': [
+            {'name': 'box', 'shapes': [{'type': 'rectangle',
+                                        'vertices': box}]},
+            {'name': 'ring', 'shapes': annulus}]},
+        'dpc': {'mask': 'detector', 'mask_shapes': annulus}})
+    result = run_pipeline(cube, recipe)
+    layers = {attrs['name']: (data, attrs) for data, attrs, _ in
+              result.layers}
+    data = np.asarray(cube.data, np.float64)
+    shape = cube.detector_shape
+    ring = ellipse_mask(shape, outer) * (1 - ellipse_mask(shape, inner))
+    for name, mask in (('virtual box', polygon_mask(shape, box)),
+                       ('virtual ring', ring)):
+        expected = np.einsum('ijkl,kl->ij', data, mask)
+        np.testing.assert_allclose(layers[name][0], expected, rtol=1e-5)
+    assert layers['virtual ring'][1]['metadata']['napari_phase'][
+        'parameters']['shapes'] == recipe['steps']['virtual']['detectors'][
+        1]['shapes']
+    expected = dpc(cube, mask=ring).phase
+    np.testing.assert_array_equal(layers['DPC phase'][0], expected)

@@ -79,3 +79,49 @@ def test_bad_files(tmp_path):
         read_recipe(unknown)
     with pytest.raises(ValueError, match='does not exist'):
         write_recipe(tmp_path / 'no' / 'r.yaml', seed_recipe())
+
+
+def test_drawn_shapes_are_checked():
+    good = {'type': 'ellipse', 'vertices': [[1, 2], [3, 2], [3, 4], [1, 4]]}
+    recipe = validate(seed_recipe() | {'steps': {'virtual': {'detectors': [
+        {'name': 'BF', 'shapes': [good]}]}}})
+    (detector,) = recipe['steps']['virtual']['detectors']
+    assert detector['shapes'][0]['role'] == 'add'  # the default
+    assert detector['shapes'][0]['vertices'][0] == [1.0, 2.0]
+    for bad, message in (
+            ({'type': 'line', 'vertices': [[1, 2], [3, 4]]},
+             r'shapes\[0\].type: expected one of ellipse, rectangle'),
+            ({'type': 'polygon', 'vertices': 'round'},
+             r'shapes\[0\].vertices: expected a list of \[qx, qy\]'),
+            ({'type': 'polygon', 'vertices': [[1, 2], [3]]},
+             'expected two values'),
+            ({'type': 'polygon', 'colour': 'red', 'vertices': []},
+             'unknown key.*colour')):
+        with pytest.raises(RecipeError, match=message):
+            validate(seed_recipe() | {'steps': {'dpc': {
+                'mask': 'detector', 'mask_shapes': [bad]}}})
+
+
+def test_a_session_recipe_records_what_made_its_layers():
+    """Iterations done (a run stopped early), drawn detectors with their
+    shapes, a drawn DPC mask, forced values."""
+    from napari_phase.recipe import recipe_from_parameters
+
+    disk = [{'type': 'ellipse', 'role': 'add',
+             'vertices': [[1.0, 2.0], [9.0, 2.0], [9.0, 8.0], [1.0, 8.0]]}]
+    records = [
+        {'method': 'virtual', 'detector': 'my disk', 'shapes': disk,
+         'pixels': 40, 'source': 'scan.h5'},
+        {'method': 'dpc', 'descan': 'plane', 'mask': 'detector',
+         'mask_detector': 'my disk', 'mask_shapes': disk,
+         'rotation_deg': -11.0, 'fitted_rotation_deg': -11.0},
+        {'method': 'ptychography', 'num_iter': 64, 'iterations_done': 4,
+         'step_size': 0.5, 'seed': 0},
+    ]
+    recipe = recipe_from_parameters(records, {'scan_step': 2.39})
+    steps = recipe['steps']
+    assert steps['virtual'] == {'detectors': [{'name': 'my disk',
+                                               'shapes': disk}]}
+    assert steps['dpc'] == {'descan': 'plane', 'mask': 'detector',
+                            'mask_shapes': disk, 'rotation_deg': -11.0}
+    assert steps['ptychography']['num_iter'] == 4

@@ -3,6 +3,7 @@
 import h5py
 import numpy as np
 import pytest
+from napari.layers import Layer
 
 from napari_phase import Calibration, DataCube
 from napari_phase.io import results as results_io
@@ -146,7 +147,7 @@ def test_napari_writer_and_reader_round_trip(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     layers, _ = sample_layers()
     for layer in layers:
-        viewer._add_layer_from_data(*layer)
+        viewer.add_layer(Layer.create(*layer))
     path = str(tmp_path / 'session.h5')
     viewer.layers.save(path, plugin='napari-phase')
     viewer.layers.clear()
@@ -159,3 +160,59 @@ def test_napari_writer_and_reader_round_trip(make_napari_viewer, tmp_path):
         np.testing.assert_allclose(layer.translate, attrs['translate'])
     params = viewer.layers[0].metadata['napari_phase']['parameters']
     assert params['rotation_deg'] == -15.0
+
+
+def test_a_datacube_layer_is_saved_as_the_cube_the_cli_reads(
+        make_napari_viewer, tmp_path, small_sim, capsys):
+    """Saved with napari's Save (our writer), a datacube layer is written
+    as EMD 1.0: read back as the same (Rx, Ry, Qx, Qy) cube with its
+    calibration, and `napari-phase run` computes on it, not on the
+    display-order array."""
+    from napari_phase import read_datacube, read_probe
+    from napari_phase.cli import main
+    from napari_phase.io.layers import datacube_layers, probe_layers
+
+    cube = DataCube(small_sim.datacube.data,
+                    small_sim.datacube.calibration.copy(), 'sim')
+    viewer = make_napari_viewer()
+    for layer_tuple in (datacube_layers(cube, 'scan')
+                        + probe_layers(small_sim.vacuum_probe,
+                                       cube.calibration, 'probe')):
+        viewer.add_layer(Layer.create(*layer_tuple))
+    saved = tmp_path / 'scan.h5'
+    viewer.layers.selection = {viewer.layers['scan']}
+    viewer.layers.save(str(saved), selected=True, plugin='napari-phase')
+    back = read_datacube(saved)
+    assert back.scan_shape == (32, 32) and back.detector_shape == (96, 96)
+    np.testing.assert_array_equal(back.data, cube.data)
+    assert back.calibration == cube.calibration
+    probe_path = tmp_path / 'probe.h5'
+    viewer.layers.selection = {viewer.layers['probe']}
+    viewer.layers.save(str(probe_path), selected=True, plugin='napari-phase')
+    probe, _calibration = read_probe(probe_path)
+    np.testing.assert_array_equal(probe, small_sim.vacuum_probe)
+    out = tmp_path / 'dpc.h5'
+    assert main(['run', str(saved), '--methods', 'dpc', '-o',
+                 str(out)]) == 0, capsys.readouterr().err
+    (phase,) = [data for data, attrs, _ in load_results(out)
+                if attrs['name'] == 'DPC phase']
+    assert phase.shape == (32, 32)
+
+
+def test_the_writer_refuses_what_it_cannot_write_back(tmp_path, small_sim):
+    """A datacube saved with other layers, or a layer that is no 2D image:
+    a message, and no file."""
+    from napari_phase.io.layers import datacube_layers
+
+    cube = DataCube(small_sim.datacube.data[:4, :4],
+                    small_sim.datacube.calibration.copy(), 'sim')
+    (cube_layer,) = datacube_layers(cube, 'scan')
+    dpc, _ = sample_layers()[0]
+    path = tmp_path / 'out.h5'
+    with pytest.raises(ResultsError, match="'scan' is a datacube: save it "
+                       'on its own'):
+        results_io.write_layers(str(path), [cube_layer, dpc])
+    stack = (np.zeros((3, 4, 4)), {'name': 'stack'}, 'image')
+    with pytest.raises(ResultsError, match="'stack' are not 2D"):
+        results_io.write_layers(str(path), [stack])
+    assert list(tmp_path.iterdir()) == []

@@ -20,7 +20,6 @@ non-zero exit code.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -143,11 +142,11 @@ class StderrProgress:
         if report.step != self.step:
             self._end_line()
             self.step, self.started = report.step, time.perf_counter()
-        percent = int(round(100 * report.fraction))
+        percent = round(100 * report.fraction)
         if (report.step, percent) == self.shown:
             return
         self.shown = (report.step, percent)
-        filled = int(round(self.width * report.fraction))
+        filled = round(self.width * report.fraction)
         bar = '#' * filled + '-' * (self.width - filled)
         elapsed = time.perf_counter() - self.started
         self.stream.write(f'\r{report.step:<13} [{bar}] {percent:3d}% '
@@ -232,21 +231,15 @@ def demo_command(args) -> int:
 def demo_sample(quick: bool = False):
     """The simulated gold-nanoparticle scan (48×48 × 128², or 24×24 × 128²
     when ``quick``) and its vacuum probe, with a fresh calibration."""
-    from ._sample import _simulation
+    from . import _sample
     from .compute.datacube import DataCube
 
-    sim = _quick_simulation() if quick else _simulation()
+    sim = _sample.simulation(_sample.QUICK_SCAN_SHAPE if quick
+                             else _sample.SCAN_SHAPE)
     size = 'x'.join(map(str, sim.datacube.scan_shape))
     cube = DataCube(sim.datacube.data, sim.datacube.calibration.copy(),
                     source=f'simulated gold nanoparticles ({size}, seed 0)')
     return cube, sim.vacuum_probe
-
-
-@functools.cache
-def _quick_simulation():
-    from .compute.simulate import simulate
-
-    return simulate(scan_shape=(24, 24), detector_shape=(128, 128), seed=0)
 
 
 def write_demo_files(paths, result, force: bool) -> None:
@@ -259,11 +252,16 @@ def write_demo_files(paths, result, force: bool) -> None:
     write_recipe(recipe, result.recipe, force)
 
 
+#: The phases the demo opens on, side by side.
+DEMO_PHASES = ('DPC phase', 'parallax phase', 'ptychography phase')
+
+
 def show_in_napari(cube, probe, result):
-    """A napari viewer with the datacube, the probe, every result layer
-    and every napari-phase widget docked."""
+    """A napari viewer with the datacube, the probe and every result
+    layer, the napari-phase dock and the diffraction view, opened on the
+    side-by-side comparison of the three phases."""
     import napari
-    from npe2 import PluginManager
+    from napari.layers import Layer
 
     from .io.layers import datacube_layers, probe_layers
     from .widgets.diffraction_view import diffraction_view
@@ -272,15 +270,17 @@ def show_in_napari(cube, probe, result):
     for layer in (datacube_layers(cube, 'gold nanoparticles')
                   + probe_layers(probe, cube.calibration, 'vacuum probe')
                   + result.layers):
-        viewer._add_layer_from_data(*layer)
-    manifest = PluginManager.instance().get_manifest('napari-phase')
-    for widget in manifest.contributions.widgets or []:
-        viewer.window.add_plugin_dock_widget(
-            'napari-phase', widget.display_name,
-            tabify=widget.display_name != 'Diffraction view')
+        viewer.add_layer(Layer.create(*layer))
+    _, workflow = viewer.window.add_plugin_dock_widget(
+        'napari-phase', 'napari-phase')
+    compare = workflow.open_step('Compare')
+    compare.layers.value = list(DEMO_PHASES)
+    compare.show()
     mean = cube.mean_and_max_pattern()[0]
     q = cube.calibration.q_pixel_mrad
-    diffraction_view(viewer).show_pattern('mean pattern', mean, (q, q))
+    view = diffraction_view(viewer)
+    view.show_pattern('mean pattern', mean, (q, q))
+    view.reset_view()
     return viewer
 
 

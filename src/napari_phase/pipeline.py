@@ -20,7 +20,13 @@ import numpy as np
 from .compute.backend import to_numpy
 from .compute.calibration import Calibration
 from .compute.datacube import DataCube
-from .compute.detectors import adf_mask, bf_mask, virtual_images
+from .compute.detectors import (
+    adf_mask,
+    bf_mask,
+    ellipse_mask,
+    polygon_mask,
+    virtual_images,
+)
 from .compute.direct import direct_ptychography_steps
 from .compute.dpc import dpc
 from .compute.parallax import parallax_steps
@@ -141,22 +147,60 @@ def _calibrate(params, cube, probe, run, **_):
     run.results['calibrate'] = fit
 
 
+#: Mask of each kind of drawn shape (vertices in detector px).
+SHAPE_MASKS = {'ellipse': ellipse_mask, 'rectangle': polygon_mask,
+               'polygon': polygon_mask}
+
+
+def drawn_mask(shapes: list[dict], detector_shape) -> np.ndarray:
+    """float32 mask (detector px) of a detector drawn as ``shapes``, each
+    ``{'type': 'ellipse' | 'rectangle' | 'polygon', 'role': 'add' |
+    'subtract', 'vertices': [[qx, qy], ...]}`` in detector px (napari's
+    shape data: an ellipse by its 4 bounding-box corners): the union of
+    the 'add' shapes minus the union of the 'subtract' shapes."""
+    union = {'add': np.zeros(detector_shape, np.float32),
+             'subtract': np.zeros(detector_shape, np.float32)}
+    for shape in shapes:
+        kind = shape['type']
+        if kind not in SHAPE_MASKS:
+            raise ValueError(f'a {kind} encloses no area: draw an ellipse, '
+                             'rectangle or polygon')
+        mask = SHAPE_MASKS[kind](detector_shape, shape['vertices'])
+        role = union[shape.get('role', 'add')]
+        np.maximum(role, mask, out=role)
+    mask = union['add'] * (1 - union['subtract'])
+    if not mask.any():
+        raise ValueError('the detector covers no pixel (its inner part '
+                         'removes everything)')
+    return mask
+
+
 def _virtual(params, cube, run, **_):
+    """The drawn detectors of the recipe, else the BF and ADF presets."""
     cal = run.calibration
     shape = cube.detector_shape
-    images = virtual_images(cube, [bf_mask(cal, shape), adf_mask(cal, shape)])
+    drawn = params.get('detectors')
+    if drawn:
+        names = [detector['name'] for detector in drawn]
+        masks = [drawn_mask(detector['shapes'], shape) for detector in drawn]
+        records = [{'shapes': detector['shapes']} for detector in drawn]
+    else:
+        names = ['BF', 'ADF']
+        masks = [bf_mask(cal, shape), adf_mask(cal, shape)]
+        records = [{}, {}]
+    images = virtual_images(cube, masks)
     run.results['virtual'] = images
     parameters = {'source': cube.source, 'calibration': cal.to_dict()}
-    for name, image, detector in zip(('virtual BF', 'virtual ADF'), images,
-                                     ('bf', 'adf')):
+    for name, image, record in zip(names, images, records, strict=True):
         run.layers.append(real_space_layer(
-            image, name, cal.scan_step, parameters | {'detector': detector},
-            colormap='gray'))
+            image, f'virtual {name}', cal.scan_step,
+            parameters | record | {'detector': name}, colormap='gray'))
 
 
 def _dpc(params, cube, run, **_):
     kwargs = {k: v for k, v in params.items()
-              if k not in ('mask', 'mask_threshold') and v is not None}
+              if k not in ('mask', 'mask_threshold', 'mask_shapes')
+              and v is not None}
     result = dpc(cube, mask=_dpc_mask(params, cube, run.calibration),
                  **kwargs)
     run.results['dpc'] = result
@@ -172,6 +216,11 @@ def _dpc_mask(params, cube, cal):
     if kind == 'threshold':
         mean = to_numpy(cube.mean_and_max_pattern()[0])
         return mean > (params.get('mask_threshold') or 0.8) * mean.max()
+    if kind == 'detector':
+        if not params.get('mask_shapes'):
+            raise RecipeError('dpc.mask is detector but dpc.mask_shapes '
+                              'gives no shape')
+        return drawn_mask(params['mask_shapes'], cube.detector_shape)
     return None
 
 

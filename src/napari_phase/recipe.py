@@ -8,7 +8,7 @@ A recipe is a plain, versioned dict, written as YAML or JSON::
     calibration: {scan_step: 2.39 Å, semiangle: 22.6 mrad, energy: 300 kV}
     steps:
       calibrate: {thresh_upper: 0.7}
-      virtual: {}
+      virtual: {}    # BF and ADF; or drawn ones: {detectors: [...]}
       dpc: {mask: threshold, mask_threshold: 0.8}
       parallax: {...}
       direct: {method: ssb}
@@ -19,6 +19,13 @@ are numbers in the unit the key states (Å, mrad, degrees, px, eV) or
 strings with a unit (``"40 nm"``, ``"-15 deg"``, ``"300 kV"``) converted
 to it; unknown keys, unknown steps and a unit of the wrong kind raise
 :class:`RecipeError` naming the key.
+
+Detectors drawn in the window are written with their geometry: a list of
+shapes ``{type: ellipse | rectangle | polygon, role: add | subtract,
+vertices: [[qx, qy], ...]}`` in detector pixels (an ellipse by the four
+corners of its bounding box), as ``virtual: {detectors: [{name: BF,
+shapes: [...]}, ...]}`` and as the DPC mask ``{mask: detector,
+mask_shapes: [...]}``.
 """
 
 from __future__ import annotations
@@ -69,10 +76,56 @@ class Param:
     choices: tuple = ()
     pair: bool = False  # two values (e.g. a centre in px)
     items: str | None = None  # a list of mappings of this step's keys
+    check: object = None  # a function (value, key) -> checked value
 
 
 def _p(unit=None, type=float, **kw):
     return Param(type, unit, **kw)
+
+
+SHAPE_TYPES = ('ellipse', 'rectangle', 'polygon')
+
+
+def _mappings(value, key: str, keys: tuple, what: str):
+    """``(where, item)`` for each mapping of the list ``value`` (keys
+    among ``keys``), or :class:`RecipeError` naming ``key``."""
+    if not isinstance(value, list | tuple) or not value:
+        raise RecipeError(f'{key}: expected a list of {what}, got {value!r}')
+    for index, item in enumerate(value):
+        where = f'{key}[{index}]'
+        if not isinstance(item, dict):
+            raise RecipeError(f'{where}: expected a mapping with '
+                              f'{", ".join(keys)}, got {item!r}')
+        _no_unknown(item, set(keys), where)
+        yield where, item
+
+
+def _shapes(value, key: str) -> list[dict]:
+    """A drawn detector's shapes, checked, vertices as floats (px)."""
+    checked = []
+    for where, shape in _mappings(value, key, ('type', 'role', 'vertices'),
+                                  'shapes'):
+        kind = _scalar(Param(str, choices=SHAPE_TYPES), shape.get('type'),
+                       f'{where}.type')
+        role = _scalar(Param(str, choices=('add', 'subtract')),
+                       shape.get('role', 'add'), f'{where}.role')
+        vertices = shape.get('vertices')
+        if not isinstance(vertices, list | tuple) or len(vertices) < 2:
+            raise RecipeError(f'{where}.vertices: expected a list of [qx, '
+                              f'qy] points (px), got {vertices!r}')
+        points = [_value(Param(pair=True), point, f'{where}.vertices')
+                  for point in vertices]
+        checked.append({'type': kind, 'role': role, 'vertices': points})
+    return checked
+
+
+def _detectors(value, key: str) -> list[dict]:
+    """Drawn detectors: names and shapes, checked."""
+    return [{'name': _scalar(Param(str), detector.get('name'),
+                             f'{where}.name'),
+             'shapes': _shapes(detector.get('shapes'), f'{where}.shapes')}
+            for where, detector in _mappings(value, key, ('name', 'shapes'),
+                                             'detectors')]
 
 
 #: What each step accepts (the pipeline's keyword arguments).
@@ -95,11 +148,13 @@ SCHEMA = {
         'n': _p(type=int),
     },
     'virtual': {
-        'images': _p(type=list),
+        'detectors': _p(type=list, check=_detectors),
     },
     'dpc': {
-        'mask': _p(type=str, choices=('none', 'bf', 'threshold')),
+        'mask': _p(type=str, choices=('none', 'bf', 'threshold',
+                                      'detector')),
         'mask_threshold': _p(),
+        'mask_shapes': _p(type=list, check=_shapes),
         'rotation_deg': _p('angle'),
         'transpose': _p(type=bool),
         'flip_half_turn': _p(type=bool),
@@ -236,9 +291,13 @@ def recipe_from_parameters(
     starts from the same calibration). A result whose step cannot be
     replayed raises :class:`RecipeError`."""
     steps, seeds = {'virtual': {}}, set()
+    detectors = [_detector(parameters) for parameters in records
+                 if step_of(parameters) == 'virtual']
+    if detectors:
+        steps['virtual'] = {'detectors': detectors}
     for parameters in records:
         step = step_of(parameters)
-        if step is None:
+        if step in (None, 'virtual'):
             continue
         replayed = parameters.get('recipe') or _replayable(step, parameters)
         if steps.get(step, replayed) != replayed:
@@ -257,10 +316,27 @@ def recipe_from_parameters(
     return new_recipe(steps, **top)
 
 
+def _detector(parameters: dict) -> dict:
+    """A virtual image's detector, as the recipe draws it again."""
+    if not parameters.get('shapes'):
+        name = parameters.get('detector')
+        raise RecipeError(f'the virtual detector {name!r} was recorded '
+                          'without its shapes')
+    return {'name': parameters['detector'],
+            'shapes': _plain(parameters['shapes'])}
+
+
 def _replayable(step: str, parameters: dict) -> dict:
+    """The recipe step that makes the same result again: the recorded
+    inputs (``iterations_done`` when a run was stopped early; a continued
+    ptychography as its first run and the ``continued`` ones)."""
     if step == 'ptychography' and len(parameters.get('runs', ())) > 1:
         first, *later = (_replayable(step, run)
                          for run in parameters['runs'])
+        if 'iterations_done' in parameters:  # the last run was stopped
+            before = sum(run['num_iter'] for run in [first, *later[:-1]])
+            later[-1]['num_iter'] = int(parameters['iterations_done'])
+            later[-1]['num_iter'] -= before
         return first | {'continued': [
             {key: value for key, value in run.items()
              if key not in CONTINUED_MODEL} for run in later]}
@@ -268,6 +344,8 @@ def _replayable(step: str, parameters: dict) -> dict:
               if key in parameters}
     if step == 'dpc':
         values.update(_dpc_mask(parameters))
+    if step == 'ptychography' and 'iterations_done' in parameters:
+        values['num_iter'] = int(parameters['iterations_done'])
     return values
 
 
@@ -284,18 +362,26 @@ def _dpc_mask(parameters: dict) -> dict:
         return {'mask': 'none'}
     if mask in ('bf', 'threshold'):
         return {'mask': mask}
+    if mask == 'detector' and parameters.get('mask_shapes'):
+        return {'mask': 'detector',
+                'mask_shapes': _plain(parameters['mask_shapes'])}
     if 'mask_threshold' in parameters:
         return {'mask': 'threshold'}
     raise RecipeError(
-        f'the DPC mask ({mask}) was drawn by hand and cannot be written '
-        'in a recipe: use the whole detector, the BF disk or a threshold'
+        f'the DPC mask ({mask}) was recorded without its shapes and cannot '
+        'be written in a recipe: use the whole detector, the BF disk, a '
+        'threshold or a detector drawn in the virtual detector tool'
     )
 
 
 def _plain(value):
-    """Tuples and numpy values as plain lists and numbers."""
+    """Tuples, arrays and numpy values as plain lists and numbers."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
+    if hasattr(value, 'tolist'):
+        return value.tolist()
     return value.item() if hasattr(value, 'item') else value
 
 
@@ -381,9 +467,12 @@ def _scalar(param: Param, value, key: str):
         if not isinstance(value, str) or (
             param.choices and value not in param.choices
         ):
-            raise RecipeError(f'{key}: expected one of '
-                              f'{", ".join(param.choices)}, got {value!r}')
+            expected = (f'one of {", ".join(param.choices)}'
+                        if param.choices else 'a text')
+            raise RecipeError(f'{key}: expected {expected}, got {value!r}')
         return value
+    if param.check is not None:
+        return param.check(value, key)
     if param.type is list:
         if not isinstance(value, list | tuple):
             raise RecipeError(f'{key}: expected a list, got {value!r}')

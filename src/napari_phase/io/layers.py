@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..compute.backend import to_numpy
+from ..compute.backend import is_dask, to_numpy
 from ..compute.calibration import Calibration
 from ..compute.datacube import DataCube
 
@@ -40,41 +40,48 @@ def layer_scale(calibration: Calibration) -> tuple[float, ...]:
     return (dq, dq, step, step)
 
 
-def datacube_layers(cube: DataCube, name: str) -> list[tuple]:
-    """The datacube layer: ``cube.data`` as (Qx, Qy, Rx, Ry), the cube in
-    metadata, and the mean pattern for in-memory data (a lazy cube starts
-    hidden and computes its mean pattern on demand)."""
-    meta = {'datacube': cube}
-    attrs = dict(
-        name=name,
-        scale=layer_scale(cube.calibration),
-        units=UNITS,
-        axis_labels=AXIS_LABELS,
-        metadata={META: meta},
-    )
+def datacube_layers(cube: DataCube, name: str,
+                    contrast_limits: tuple | None = None) -> list[tuple]:
+    """The datacube layer: ``cube.data`` as (Qx, Qy, Rx, Ry) and the cube
+    in metadata. A lazy cube's layer starts hidden, with the contrast of
+    its first pattern unless ``contrast_limits`` are given (napari would
+    otherwise read across every pattern). Widgets compute the mean pattern
+    when they need it, in a thread."""
+    attrs = {
+        'name': name,
+        'scale': layer_scale(cube.calibration),
+        'units': UNITS,
+        'axis_labels': AXIS_LABELS,
+        'metadata': {META: {'datacube': cube}},
+    }
     if cube.is_lazy:
-        # napari would otherwise read across every pattern for contrast.
-        frame = to_numpy(cube.data[0, 0])
-        low, high = float(np.min(frame)), float(np.max(frame))
-        attrs.update(visible=False, contrast_limits=(low, max(high, low + 1)))
-    else:
-        meta['mean_pattern'] = cube.mean_and_max_pattern()[0]
+        if contrast_limits is None:
+            frame = to_numpy(cube.data[0, 0])
+            low, high = float(np.min(frame)), float(np.max(frame))
+            contrast_limits = (low, max(high, low + 1))
+        attrs.update(visible=False, contrast_limits=contrast_limits)
     return [(cube.data.transpose(2, 3, 0, 1), attrs, 'image')]
 
 
-def probe_layers(probe, calibration: Calibration, name: str) -> list[tuple]:
+def probe_layers(probe, calibration: Calibration, name: str,
+                 contrast_limits: tuple | None = None) -> list[tuple]:
     """A hidden (Qx, Qy, 1, 1) layer holding the 2D vacuum probe and its
-    calibration in metadata."""
-    probe = np.asarray(probe)
-    attrs = dict(
-        name=name,
-        scale=layer_scale(calibration),
-        units=UNITS,
-        axis_labels=AXIS_LABELS,
-        visible=False,
-        metadata={META: {'probe': probe, 'calibration': calibration}},
-    )
+    calibration in metadata (``contrast_limits`` spare reading a lazy
+    probe)."""
+    if not is_dask(probe):  # a lazy probe stays lazy
+        probe = np.asarray(probe)
+    attrs = {
+        'name': name,
+        'scale': layer_scale(calibration),
+        'units': UNITS,
+        'axis_labels': AXIS_LABELS,
+        'visible': False,
+        'metadata': {META: {'probe': probe, 'calibration': calibration}},
+    }
+    if contrast_limits is not None:
+        attrs['contrast_limits'] = contrast_limits
     return [(probe[:, :, None, None], attrs, 'image')]
+
 
 def real_space_layer(
     image,
@@ -88,12 +95,12 @@ def real_space_layer(
     """LayerDataTuple for a scan-frame image with pixels of ``pixel_size``
     Å whose pixel (0, 0) sits at ``origin`` (Å, relative to scan position
     (0, 0)); ``parameters`` (every parameter used) go into metadata."""
-    attrs = dict(
-        name=name,
-        scale=(pixel_size, pixel_size),
-        translate=tuple(origin),
-        units=('angstrom', 'angstrom'),
-        axis_labels=('x', 'y'),
-        metadata={META: {'parameters': parameters}},
-    )
+    attrs = {
+        'name': name,
+        'scale': (pixel_size, pixel_size),
+        'translate': tuple(origin),
+        'units': ('angstrom', 'angstrom'),
+        'axis_labels': ('x', 'y'),
+        'metadata': {META: {'parameters': parameters}},
+    }
     return (np.asarray(image), attrs | kwargs, layer_type)

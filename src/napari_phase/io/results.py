@@ -10,6 +10,12 @@ Reading gives back the same napari layer-data tuples.
 Writes are atomic: a temporary file in the target directory, renamed over
 the target only once complete; an existing file is only replaced with
 ``force=True``.
+
+napari's "Save layers" with this plugin (:func:`write_layers`) writes 2D
+results as above, and a datacube or vacuum-probe layer, saved on its own,
+as EMD 1.0 (the scan as (Rx, Ry, Qx, Qy) with its calibration, not the
+display order), which the reader and ``napari-phase run`` read back as
+the same cube.
 """
 
 from __future__ import annotations
@@ -50,14 +56,14 @@ def save_results(path, results, force: bool = False,
     An existing ``path`` is replaced only with ``force=True``. Returns the
     path written."""
     layers = as_layer_tuples(results)
-    with atomic_target(path, force) as temporary:
-        with h5py.File(temporary, 'w') as file:
-            file.attrs[MARKER] = FORMAT_VERSION
-            if recipe is not None:
-                file.attrs['recipe'] = json.dumps(encode(recipe))
-            group = file.create_group('layers')
-            for index, layer in enumerate(layers):
-                _write_layer(group.create_group(f'{index:03d}'), *layer)
+    with atomic_target(path, force) as temporary, \
+            h5py.File(temporary, 'w') as file:
+        file.attrs[MARKER] = FORMAT_VERSION
+        if recipe is not None:
+            file.attrs['recipe'] = json.dumps(encode(recipe))
+        group = file.create_group('layers')
+        for index, layer in enumerate(layers):
+            _write_layer(group.create_group(f'{index:03d}'), *layer)
     return Path(path)
 
 
@@ -132,7 +138,37 @@ def results_reader(path):
 
 
 def write_layers(path: str, layers: list) -> list[str]:
-    """npe2 writer for image layers (napari asked before overwriting)."""
+    """npe2 writer for image layers (napari asked before overwriting): a
+    datacube or vacuum-probe layer alone as EMD 1.0, 2D results as a
+    results file; anything else is refused with a message."""
+    from .emd import write_emd, write_emd_probe
+
+    special = [(layer, layer[1].get('metadata', {}).get(META, {}))
+               for layer in layers if np.ndim(layer[0]) == 4]
+    special = [(layer, found) for layer, found in special
+               if found.get('datacube') is not None
+               or found.get('probe') is not None]
+    if special:
+        (_, attrs, _), found = special[0]
+        what = 'a datacube' if found.get('datacube') is not None \
+            else 'a vacuum probe'
+        if len(layers) > 1:
+            raise ResultsError(
+                f'Layer {attrs["name"]!r} is {what}: save it on its own '
+                '(select only it, then File > Save Selected Layers) to write '
+                'it as EMD 1.0.')
+        with atomic_target(path, force=True) as temporary:
+            if found.get('datacube') is not None:
+                write_emd(temporary, found['datacube'])
+            else:
+                write_emd_probe(temporary, found['probe'],
+                                found['calibration'])
+        return [str(path)]
+    flat = [attrs['name'] for data, attrs, _ in layers if np.ndim(data) != 2]
+    if flat:
+        raise ResultsError(
+            f'Layer(s) {", ".join(map(repr, flat))} are not 2D images: '
+            'napari-phase saves 2D results, or a datacube layer on its own.')
     return [str(save_results(path, layers, force=True))]
 
 

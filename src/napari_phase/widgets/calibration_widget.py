@@ -10,22 +10,17 @@ object (the one every later widget reads) and rescales the datacube layer.
 from __future__ import annotations
 
 import napari
-import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
-from magicgui.widgets import PushButton
+from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
 
 from ..compute.calibration import DEFAULTS, FIELD_HELP
 from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from ._common import (
-    on_click,
-    datacube_choices,
+    StepWidget,
+    checked_probe,
     datacube_of,
-    follow_layers,
-    guarded,
-    LayerError,
+    on_click,
     probe_choices,
-    probe_of,
-    Runner,
+    wrapped_label,
 )
 from .diffraction_view import diffraction_view, mean_pattern
 from .virtual_detectors import circle_box
@@ -34,14 +29,10 @@ from .virtual_detectors import circle_box
 PROBE_FIT = 'probe fit'
 
 
-class CalibrationWidget(Container):
-    """Dockable probe calibration: pick layers, Fit, check, Apply."""
+class CalibrationWidget(StepWidget):
+    """Probe calibration step: pick layers, Fit, check, Apply."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.viewer = viewer
-        self.cube_layer = ComboBox(
-            label='datacube', choices=datacube_choices(viewer)
-        )
         self.probe_layer = ComboBox(
             label='vacuum probe',
             choices=probe_choices(viewer, '(mean pattern of the datacube)'),
@@ -56,21 +47,16 @@ class CalibrationWidget(Container):
                                       max=1e3, step=0.1)
         self.energy_kv = FloatSpinBox(label='energy (kV)', min=1e-3,
                                       max=1e4, step=10)
-        self.runner = Runner('Fit', 'Probe fit')
         self.apply_button = PushButton(text='Apply')
-        self.result = Label(value='')
-        self.status = Label(value='')
-        super().__init__(widgets=[
-            self.cube_layer, self.probe_layer, self.thresh_lower,
-            self.thresh_upper, self.scan_step, self.semiangle,
-            self.energy_kv, self.runner, self.apply_button, self.result,
-            self.status,
-        ])
+        self.result = wrapped_label()
+        super().__init__(
+            viewer, 'Fit', 'Probe fit',
+            fields=[self.probe_layer, self.thresh_lower, self.thresh_upper,
+                    self.scan_step, self.semiangle, self.energy_kv],
+            below=[self.result, self.apply_button],
+        )
         self.fit_result: tuple[object, ProbeFit] | None = None
-        on_click(self.runner.run_button, self.fit, self.runner.status)
         on_click(self.apply_button, self.apply, self.status)
-        self.cube_layer.changed.connect(guarded(self.load, self.status))
-        follow_layers(self, viewer)
         self.load()
 
     def load(self, *_):
@@ -100,39 +86,36 @@ class CalibrationWidget(Container):
             if missing else ''
         )
 
-    def fit(self):
+    def run(self):
         """Fit the probe disk in a thread; draw it when done."""
         layer = self.cube_layer.value
         cube = datacube_of(layer)
         probe_layer = self.probe_layer.value
-        probe = None if probe_layer is None else probe_of(probe_layer)
-        if probe is not None and probe.shape != cube.detector_shape:
-            raise LayerError(
-                f'Probe layer {probe_layer.name!r} has shape {probe.shape} '
-                f'but the detector of {layer.name!r} is '
-                f'{cube.detector_shape}.'
-            )
         lower, upper = self.thresh_lower.value, self.thresh_upper.value
 
         def job():
+            probe = checked_probe(probe_layer, layer, cube)
             pattern = mean_pattern(layer) if probe is None else probe
             yield 0.5
             return pattern, fit_probe(pattern, lower, upper)
 
-        self.runner.start(job, lambda result: self._show_fit(layer, *result))
+        self.runner.start(job, lambda result: self._show_fit(
+            layer, probe_layer, *result))
 
-    def _show_fit(self, layer, pattern, fit: ProbeFit):
+    def _show_fit(self, layer, probe_layer, pattern, fit: ProbeFit):
         self.fit_result = (layer, fit)
         q = q_pixel_from_semiangle(self.semiangle.value, fit.radius)
         view = diffraction_view(self.viewer)
-        name = 'mean pattern' if self.probe_layer.value is None \
-            else 'vacuum probe'
-        view.show_pattern(name, np.asarray(pattern), (q, q))
+        if probe_layer is None:
+            view.show_pattern('mean pattern', pattern, (q, q))
+        else:  # an auxiliary pattern: hidden until ticked in the view
+            view.show_pattern('vacuum probe', pattern, (q, q),
+                              visible=False)
         draw_disk(view.model, fit.center, fit.radius, (q, q))
         cx, cy = fit.center
         self.result.value = (
             f'radius {fit.radius:.2f} px, centre ({cx:.2f}, {cy:.2f}) px; '
-            f'Q pixel {q:.4g} mrad'
+            f'Q pixel {q:.4g} mrad. Press Apply to use it.'
         )
 
     def apply(self):
@@ -140,20 +123,20 @@ class CalibrationWidget(Container):
         calibration; rescale the datacube layer (mrad, Å)."""
         layer = self.cube_layer.value
         cube = datacube_of(layer)
-        values = dict(
-            scan_step=self.scan_step.value,
-            semiangle=self.semiangle.value,
-            energy=self.energy_kv.value * 1e3,
-        )
+        values = {
+            'scan_step': self.scan_step.value,
+            'semiangle': self.semiangle.value,
+            'energy': self.energy_kv.value * 1e3,
+        }
         fitted = self.fit_result is not None and self.fit_result[0] is layer
         if fitted:
             fit = self.fit_result[1]
-            values |= dict(
-                probe_center=fit.center,
-                probe_radius=fit.radius,
-                q_pixel_mrad=q_pixel_from_semiangle(values['semiangle'],
+            values |= {
+                'probe_center': fit.center,
+                'probe_radius': fit.radius,
+                'q_pixel_mrad': q_pixel_from_semiangle(values['semiangle'],
                                                     fit.radius),
-            )
+            }
         cube.calibration.update(**values)
         q = cube.calibration.q_pixel_mrad or DEFAULTS['q_pixel_mrad']
         step = values['scan_step']
@@ -164,7 +147,6 @@ class CalibrationWidget(Container):
                                 ' No probe fit yet: probe centre/radius and '
                                 'Q pixel left as they were (press Fit).')
         )
-
 
 
 def draw_disk(model, center, radius: float, scale) -> None:

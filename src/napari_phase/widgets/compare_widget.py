@@ -8,6 +8,7 @@ All numbers come from :mod:`napari_phase.compute.compare`, which works in
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -17,7 +18,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     PushButton,
     Select,
     TextEdit,
@@ -33,11 +33,15 @@ from ..compute.compare import (
     fourier_ring_correlation,
     line_profile,
 )
-from ._common import LayerError, guarded, on_click
+from ._common import LayerError, guarded, on_click, wrapped_label
 from .recipe_export import dataset_of, export_recipe
 
 PROFILE_LAYER = 'Profile line'
 MODES = ('side by side', 'overlay')
+#: Where "Export recipe" writes unless told otherwise (absolute).
+DEFAULT_RECIPE = Path.home() / 'napari-phase-recipe.yaml'
+#: Smallest heights (px) of the list of results and the profile plot.
+LIST_HEIGHT, PLOT_HEIGHT = 110, 200
 
 
 def is_result_layer(layer) -> bool:
@@ -59,6 +63,7 @@ class CompareWidget(Container):
         self.viewer = viewer
         self.layers = Select(label='results', choices=self._result_names,
                              allow_multiple=True)
+        self.layers.native.setMinimumHeight(LIST_HEIGHT)
         self.mode = ComboBox(label='view', choices=MODES, value=MODES[0])
         self.low = FloatSpinBox(label='low %', value=1.0, min=0, max=50)
         self.high = FloatSpinBox(label='high %', value=99.0, min=50, max=100)
@@ -70,10 +75,10 @@ class CompareWidget(Container):
         self.numbers_button = PushButton(text='Correlation / FRC')
         self.recipe_path = FileEdit(label='recipe', mode='w',
                                     filter='*.yaml *.yml *.json',
-                                    value='recipe.yaml')
+                                    value=DEFAULT_RECIPE)
         self.overwrite = CheckBox(text='overwrite', value=False)
         self.export_button = PushButton(text='Export recipe')
-        self.status = Label(value='')
+        self.status = wrapped_label()
         self.numbers = TextEdit(value='')
         self.numbers.native.setReadOnly(True)
         self.numbers.native.setMaximumHeight(80)
@@ -86,7 +91,7 @@ class CompareWidget(Container):
         self.figure = Figure(figsize=(4, 2.5), tight_layout=True)
         self.axes = self.figure.add_subplot()
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
+        self.canvas.setMinimumHeight(PLOT_HEIGHT)
         self.native.layout().addWidget(self.canvas)
         self.profile = None
         self._line_layer = None
@@ -107,10 +112,10 @@ class CompareWidget(Container):
 
     def _refresh(self, _event=None):
         self.layers.reset_choices()
-        line = self.viewer.layers[PROFILE_LAYER] if (
-            PROFILE_LAYER in self.viewer.layers) else None
-        if line is not None and line is not self._line_layer:
-            self.watch_line(line)
+        if PROFILE_LAYER in self.viewer.layers:  # (a LayerList, no get())
+            line = self.viewer.layers[PROFILE_LAYER]
+            if line is not self._line_layer:
+                self.watch_line(line)
 
     def selected(self, minimum: int = 1) -> list:
         """The chosen layers, checked to come from one dataset."""
@@ -125,17 +130,20 @@ class CompareWidget(Container):
 
     # --- display --------------------------------------------------------
     def show(self):
-        """Show only the chosen layers, in a grid or overlaid, with the
-        same contrast percentiles over their shared field of view."""
+        """Show only the chosen layers (every other layer is hidden: the
+        datacube, arrows, marks), in a grid or overlaid, with the same
+        contrast percentiles over their shared field of view. The profile
+        line shows when overlaid (in a grid it would be a cell of its
+        own)."""
         layers = self.selected()
         limits = common_limits([placed(layer) for layer in layers],
                                (self.low.value, self.high.value))
         side_by_side = self.mode.value == MODES[0]
         for layer in self.viewer.layers:
-            if is_result_layer(layer):
-                layer.visible = layer in layers
-            elif layer.name == PROFILE_LAYER:  # a grid cell of its own
-                layer.visible = not side_by_side
+            shown = layer in layers or (
+                layer.name == PROFILE_LAYER and not side_by_side)
+            if layer.visible != shown:  # each change redraws
+                layer.visible = shown
         for layer, limit in zip(layers, limits):
             layer.contrast_limits = limit
         self.viewer.canvas.grid.enabled = side_by_side
@@ -153,8 +161,10 @@ class CompareWidget(Container):
         low, high = image.extent
         middle = (low[0] + high[0]) / 2
         line = np.array([[middle, low[1]], [middle, high[1]]])
-        if PROFILE_LAYER in self.viewer.layers:
-            self.viewer.layers.remove(PROFILE_LAYER)
+        if PROFILE_LAYER in self.viewer.layers:  # moved back across
+            layer = self.viewer.layers[PROFILE_LAYER]
+            layer.data = [(line, 'line')]
+            return layer
         return self.viewer.add_shapes(
             [line], shape_type='line', name=PROFILE_LAYER, edge_color='yellow',
             edge_width=min(image.scale) / 2, units=('angstrom', 'angstrom'),
@@ -207,8 +217,11 @@ class CompareWidget(Container):
     def export_recipe(self):
         """Write the recipe of the results in the viewer (every method's
         recorded parameters) for ``napari-phase run --recipe``."""
-        path = export_recipe(self.viewer, self.recipe_path.value,
-                             self.overwrite.value)
+        path = Path(self.recipe_path.value).expanduser().absolute()
+        if path.exists() and not self.overwrite.value:
+            raise LayerError(f'{str(path)!r} exists: tick "overwrite" to '
+                             'replace it, or choose another file.')
+        export_recipe(self.viewer, path, self.overwrite.value)
         self.status.value = f'Recipe written to {path}'
         return path
 

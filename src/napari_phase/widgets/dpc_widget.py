@@ -2,16 +2,17 @@
 
 The mask is the whole detector, the mean pattern above a fraction of its
 maximum (the seed uses 0.8), the BF disk of the calibration, or a virtual
-detector drawn in the diffraction view. Rotation, transpose and the 180°
-choice are fitted or forced. It runs in a thread with progress.
+detector drawn in the diffraction view (recorded with its shapes, so a
+recipe replays it). Rotation, transpose and the 180° choice are fitted or
+forced. It runs in a thread with progress.
 
 Layers out, in the main viewer (Å, scan frame, every parameter in
-``layer.metadata['napari_phase']['parameters']``): the phase (radians),
-the CoM x and y (mrad, scan frame) and the CoM field as arrows. The
-rotation-fit curve is drawn in the dock. The fitted rotation, transpose
-and half-turn go into THE datacube's calibration when "write rotation to
-calibration" is ticked (by default only when it has no rotation yet, so a
-rotation from parallax is not overwritten).
+``layer.metadata['napari_phase']['parameters']``): the phase (radians), on
+top and selected; the CoM x and y (mrad, scan frame) and the CoM field as
+arrows, hidden. The rotation-fit curve is drawn in the dock. The fitted
+rotation, transpose and half-turn go into THE datacube's calibration when
+"write rotation to calibration" is ticked (by default only when it has no
+rotation yet, so a rotation from parallax is not overwritten).
 """
 
 from __future__ import annotations
@@ -20,22 +21,21 @@ import math
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
 from ..compute.backend import to_numpy
 from ..compute.detectors import bf_mask
 from ..compute.dpc import DPCResult, dpc
+from ..pipeline import drawn_mask
 from ._common import (
-    on_click,
-    add_or_update,
-    datacube_choices,
+    StepWidget,
+    build_layers,
     datacube_of,
-    follow_layers,
-    guarded,
+    publish,
     real_space_layer,
-    Runner,
+    wrapped_label,
 )
 
 PHASE, COM_X, COM_Y, FIELD = (
@@ -50,16 +50,17 @@ MAX_ARROWS = 24
 TRANSPOSE = {'fit': None, 'no': False, 'yes': True}
 HALF_TURN = {'auto (phase positivity)': None, 'as fitted': False,
              'flip 180°': True}
+#: Smallest height (px) of the rotation plot in the dock.
+PLOT_HEIGHT = 180
 
 
 def drawn_detectors(viewer) -> dict:
-    """Virtual detector masks drawn in the diffraction view (name → mask),
-    empty when the virtual detector tool is not there."""
-    try:
-        from .virtual_detectors import detector_masks
-    except ImportError:
-        return {}
-    return detector_masks(viewer)
+    """Virtual detectors drawn in the diffraction view: name → shapes
+    (type, role, vertices in detector px); whether they make a mask is
+    checked when DPC runs."""
+    from .virtual_detectors import detector_shapes
+
+    return detector_shapes(viewer)
 
 
 class RotationPlot(FigureCanvasQTAgg):
@@ -87,14 +88,11 @@ class RotationPlot(FigureCanvasQTAgg):
         self.draw_idle()
 
 
-class DPCWidget(Container):
-    """Dockable differential phase contrast."""
+class DPCWidget(StepWidget):
+    """Differential phase contrast step."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.viewer = viewer
-        self.cube_layer = ComboBox(
-            label='datacube', choices=datacube_choices(viewer)
-        )
         self.mask = ComboBox(label='mask', choices=self._masks)
         self.threshold = FloatSpinBox(label='threshold (× max)', value=0.8,
                                       min=0.0, max=1.0, step=0.05)
@@ -107,24 +105,20 @@ class DPCWidget(Container):
                                choices=['plane', 'constant', 'none'])
         self.write_calibration = CheckBox(
             text='write rotation to calibration', value=True)
-        self.runner = Runner('Run DPC', 'DPC')
-        self.report = Label(value='')
-        self.report.native.setWordWrap(True)
-        super().__init__(widgets=[
-            self.cube_layer, self.mask, self.threshold, self.fit_rotation,
-            self.rotation, self.transpose, self.half_turn, self.descan,
-            self.write_calibration, self.runner, self.report,
-        ])
+        self.report = wrapped_label()
+        super().__init__(
+            viewer, 'Run DPC', 'DPC',
+            fields=[self.mask, self.threshold, self.fit_rotation,
+                    self.rotation, self.transpose, self.half_turn,
+                    self.descan, self.write_calibration],
+            below=[self.report],
+        )
         self.plot = RotationPlot()
-        self.native.layout().addWidget(self.plot)
+        self.add_native(self.plot, PLOT_HEIGHT)
         self.result: DPCResult | None = None
         self.fit_rotation.changed.connect(
             lambda fit: setattr(self.rotation, 'enabled', not fit))
-        on_click(self.runner.run_button, self.run, self.runner.status)
-        self.cube_layer.changed.connect(guarded(self.load, self.report))
-        follow_layers(self, viewer)
         self.load()
-
 
     def _masks(self, _=None):
         drawn = [DETECTOR + name for name in drawn_detectors(self.viewer)]
@@ -141,44 +135,48 @@ class DPCWidget(Container):
     # -- running -------------------------------------------------------
     def parameters(self) -> dict:
         """The keyword arguments of :func:`dpc` chosen in the widget."""
-        return dict(
-            rotation_deg=None if self.fit_rotation.value
+        return {
+            'rotation_deg': None if self.fit_rotation.value
             else self.rotation.value,
-            transpose=TRANSPOSE[self.transpose.value],
-            flip_half_turn=HALF_TURN[self.half_turn.value],
-            descan=self.descan.value,
-        )
+            'transpose': TRANSPOSE[self.transpose.value],
+            'flip_half_turn': HALF_TURN[self.half_turn.value],
+            'descan': self.descan.value,
+        }
 
     def _mask_parameters(self) -> dict:
+        """How the mask is recorded (a drawn detector with its shapes)."""
         choice = self.mask.value
         if choice == THRESHOLD:
             return {'mask': 'threshold',
                     'mask_threshold': self.threshold.value}
-        return {'mask': {NO_MASK: 'none', BF: 'bf'}.get(choice, choice)}
-
-    def _detector_mask(self, cube, choice, fraction, progress):
-        """The mask array for ``choice`` (None: the whole detector)."""
-        if choice == THRESHOLD:
-            mean = to_numpy(cube.mean_and_max_pattern(progress)[0])
-            return mean > fraction * mean.max()
-        if choice == BF:
-            return bf_mask(cube.calibration, cube.detector_shape)
         if choice.startswith(DETECTOR):
             name = choice[len(DETECTOR):]
-            masks = drawn_detectors(self.viewer)
-            if name not in masks:
+            shapes = drawn_detectors(self.viewer).get(name)
+            if shapes is None:
                 raise ValueError(f'the virtual detector {name!r} is gone')
-            return masks[name]
+            return {'mask': 'detector', 'mask_detector': name,
+                    'mask_shapes': shapes}
+        return {'mask': {NO_MASK: 'none', BF: 'bf'}[choice]}
+
+    @staticmethod
+    def _detector_mask(cube, mask: dict, progress):
+        """The mask array (None: the whole detector)."""
+        if mask['mask'] == 'threshold':
+            mean = to_numpy(cube.mean_and_max_pattern(progress)[0])
+            return mean > mask['mask_threshold'] * mean.max()
+        if mask['mask'] == 'bf':
+            return bf_mask(cube.calibration, cube.detector_shape)
+        if mask['mask'] == 'detector':
+            return drawn_mask(mask['mask_shapes'], cube.detector_shape)
         return None
 
     def run(self):
         """Start DPC on the chosen datacube in a thread worker."""
         layer = self.cube_layer.value
         cube = datacube_of(layer)
-        choice, fraction = self.mask.value, self.threshold.value
         kwargs = self.parameters()
-        self._params = {'method': 'dpc', 'layer': layer.name,
-                        **self._mask_parameters()}
+        mask = self._mask_parameters()
+        recorded = {'method': 'dpc', 'layer': layer.name, **mask}
         runner = self.runner
 
         def job():
@@ -187,41 +185,21 @@ class DPCWidget(Container):
             def progress(fraction_done, start=0.0, span=1.0):
                 yielded.emit(start + span * fraction_done)
 
-            mask = self._detector_mask(
-                cube, choice, fraction, lambda f: progress(f, 0.0, 0.3))
-            result = dpc(cube, mask=mask,
+            mask_array = self._detector_mask(
+                cube, mask, lambda f: progress(f, 0.0, 0.3))
+            result = dpc(cube, mask=mask_array,
                          progress=lambda f: progress(f, 0.3, 0.7), **kwargs)
             yield 1.0
-            return result
+            return result, build_layers(result_layers(result, recorded))
 
-        self.runner.start(job, lambda result: self.show_result(result, cube))
+        self.runner.start(job, lambda done: self.show_result(*done, cube))
 
     # -- results -------------------------------------------------------
-    def show_result(self, result: DPCResult, cube):
-        """Add/update the layers, the plot, the report and (if ticked) the
-        calibration of ``cube``."""
+    def show_result(self, result: DPCResult, built: list, cube):
+        """Show the layers (phase on top), the plot, the report and (if
+        ticked) write the calibration of ``cube``."""
         self.result = result
-        params = result.parameters | self._params | dict(
-            fitted_rotation_deg=result.rotation_deg,
-            fitted_transpose=result.transpose,
-            half_turn=result.half_turn,
-            contrast=result.contrast,
-            empty_patterns=result.empty_patterns,
-        )
-        step = result.pixel_size
-        add_or_update(self.viewer, real_space_layer(
-            result.phase, PHASE, step, params | {'unit': 'rad'},
-            colormap='gray'))
-        for name, component in ((COM_X, result.com[0]),
-                                (COM_Y, result.com[1])):
-            add_or_update(self.viewer, real_space_layer(
-                component, name, step, params | {'unit': 'mrad'},
-                colormap='PiYG'))
-        arrows, arrow_scale = com_arrows(result.com, step)
-        add_or_update(self.viewer, real_space_layer(
-            arrows, FIELD, 1.0, params | {'arrow_A_per_mrad': arrow_scale},
-            layer_type='vectors', edge_width=0.1 * step, edge_color='cyan',
-            length=1.0))
+        publish(self.viewer, built, top=PHASE)
         self.plot.show_fit(result)
         if self.write_calibration.value:
             cube.calibration.update(
@@ -229,8 +207,32 @@ class DPCWidget(Container):
                 transpose=result.transpose,
                 half_turn=f'DPC: {result.half_turn}',
             )
-        self.runner.describe(summary(result))
         self.report.value = summary(result)
+
+
+def result_layers(result: DPCResult, recorded: dict) -> list[tuple]:
+    """Layer-data tuples of a DPC result: the phase, then the CoM x, y
+    and the CoM field, hidden; ``recorded`` joins the parameters."""
+    params = result.parameters | recorded | {
+        'fitted_rotation_deg': result.rotation_deg,
+        'fitted_transpose': result.transpose,
+        'half_turn': result.half_turn,
+        'contrast': result.contrast,
+        'empty_patterns': result.empty_patterns,
+    }
+    step = result.pixel_size
+    layers = [real_space_layer(result.phase, PHASE, step,
+                               params | {'unit': 'rad'}, colormap='gray')]
+    for name, component in ((COM_X, result.com[0]), (COM_Y, result.com[1])):
+        layers.append(real_space_layer(
+            component, name, step, params | {'unit': 'mrad'},
+            colormap='PiYG', visible=False))
+    arrows, arrow_scale = com_arrows(result.com, step)
+    layers.append(real_space_layer(
+        arrows, FIELD, 1.0, params | {'arrow_A_per_mrad': arrow_scale},
+        layer_type='vectors', edge_width=0.1 * step, edge_color='cyan',
+        length=1.0, visible=False))
+    return layers
 
 
 def com_arrows(com: np.ndarray, step: float) -> tuple[np.ndarray, float]:

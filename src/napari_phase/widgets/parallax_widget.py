@@ -7,34 +7,25 @@ scan position (0, 0)); the measured shifts as arrows at their BF pixels in
 the diffraction view (mrad). The aberration table shows every fitted
 coefficient with its standard error; the fitted rotation, transpose, C1,
 significant aberrations and the half-turn choice are written into THE
-datacube's calibration, where the ptychography widget picks them up.
+datacube's calibration, where the ptychography widget picks them up. The
+phase comes on top and selected; the aligned and upsampled images hidden.
 """
 
 from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    SpinBox,
-    Table,
-)
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox, Table
 
 from ..compute.backend import gpu_available, to_numpy
 from ..compute.parallax import ParallaxResult, parallax_steps
 from ._common import (
-    on_click,
-    add_or_update,
-    datacube_choices,
+    StepWidget,
+    build_layers,
     datacube_of,
-    follow_layers,
-    guarded,
+    publish,
     real_space_layer,
-    Runner,
+    wrapped_label,
 )
 from .diffraction_view import diffraction_view
 
@@ -52,22 +43,16 @@ POSITIVITY, OVERFOCUS, UNDERFOCUS = (
     'C1 > 0 (overfocus)',
     'C1 < 0 (underfocus)',
 )
+#: Smallest height (px) of the aberration table in the dock.
+TABLE_HEIGHT = 160
 
 
-class ParallaxWidget(Container):
-    """Dockable parallax (tilt-corrected bright field)."""
+class ParallaxWidget(StepWidget):
+    """Parallax (tilt-corrected bright field) step."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.viewer = viewer
-        self.cube_layer = ComboBox(
-            label='datacube', choices=datacube_choices(viewer)
-        )
         self.threshold = FloatSpinBox(
-            label='BF threshold',
-            value=0.6,
-            min=0.01,
-            max=0.99,
-            step=0.05,
+            label='BF threshold', value=0.6, min=0.01, max=0.99, step=0.05,
             tooltip='BF pixels: mean pattern ≥ threshold × its maximum',
         )
         self.edge_blend = FloatSpinBox(
@@ -100,142 +85,114 @@ class ParallaxWidget(Container):
             enabled=gpu,
             tooltip='GPU needs cupy and a CUDA device',
         )
-        self.runner = Runner('Run parallax', 'Parallax')
         self.table = Table(value=_table_value({}, {}, {}))
-        self.summary = Label(value='')
-        self.summary.native.setWordWrap(True)
+        self.table.native.setMinimumHeight(TABLE_HEIGHT)
+        self.summary = wrapped_label()
         super().__init__(
-            widgets=[
-                self.cube_layer,
-                self.threshold,
-                self.edge_blend,
-                self.max_bin,
-                self.min_bin,
-                self.iterations,
-                self.upsample,
-                self.force_rotation,
-                self.rotation,
-                self.transpose,
-                self.half_turn,
-                self.device,
-                self.runner,
-                self.table,
-                self.summary,
-            ]
+            viewer, 'Run parallax', 'Parallax',
+            fields=[self.threshold, self.edge_blend, self.max_bin,
+                    self.min_bin, self.iterations, self.upsample,
+                    self.force_rotation, self.rotation, self.transpose,
+                    self.half_turn, self.device],
+            below=[self.summary, self.table],
         )
         self.result: ParallaxResult | None = None
-        on_click(self.runner.run_button, self.run, self.runner.status)
-        follow_layers(self, viewer)
-
 
     def parameters(self) -> dict:
         """Keyword arguments of :func:`napari_phase.parallax`."""
-        return dict(
-            threshold_intensity=self.threshold.value,
-            edge_blend=self.edge_blend.value,
-            max_alignment_bin=self.max_bin.value,
-            min_alignment_bin=self.min_bin.value,
-            num_iter_at_min_bin=self.iterations.value,
-            upsample_factor=self.upsample.value or None,
-            rotation_deg=self.rotation.value
+        return {
+            'threshold_intensity': self.threshold.value,
+            'edge_blend': self.edge_blend.value,
+            'max_alignment_bin': self.max_bin.value,
+            'min_alignment_bin': self.min_bin.value,
+            'num_iter_at_min_bin': self.iterations.value,
+            'upsample_factor': self.upsample.value or None,
+            'rotation_deg': self.rotation.value
             if self.force_rotation.value
             else None,
-            transpose={FIT: None, NO: False, YES: True}[self.transpose.value],
-            defocus_sign={POSITIVITY: None, OVERFOCUS: 1, UNDERFOCUS: -1}[
+            'transpose': {FIT: None, NO: False, YES: True}[
+                self.transpose.value],
+            'defocus_sign': {POSITIVITY: None, OVERFOCUS: 1, UNDERFOCUS: -1}[
                 self.half_turn.value
             ],
-            device=self.device.value.lower(),
-        )
+            'device': self.device.value.lower(),
+        }
 
-    def run(self, *_):
+    def run(self):
         """Start parallax on the chosen datacube in a thread worker."""
-        layer = self.cube_layer.value
-        cube = datacube_of(layer)
+        cube = datacube_of(self.cube_layer.value)
         params = self.parameters()
 
         def job():
-            return (yield from parallax_steps(cube, **params))
+            result = yield from parallax_steps(cube, **params)
+            return result, build_layers(result_layers(result, cube)), \
+                build_layers([shift_arrows(result, cube)])
 
-        return self.runner.start(job, lambda result: self.show(result, cube))
+        return self.runner.start(job, lambda done: self.show(*done, cube))
 
-    def show(self, result: ParallaxResult, cube):
+    def show(self, result: ParallaxResult, images, arrows, cube):
         """Layers, table and calibration from a finished run."""
         self.result = result
-        fitted = dict(
-            fitted_rotation_deg=result.rotation_deg,
-            fitted_transpose=result.transpose,
-            aberrations=result.aberrations,
-            half_turn=result.half_turn,
-        )
-        parameters = (
-            result.parameters
-            | fitted
-            | {'method': 'parallax', 'source': cube.source}
-        )
-        for image, name in (
-            (result.aligned, ALIGNED),
-            (result.upsampled, UPSAMPLED),
-            (result.phase, PHASE),
-        ):
-            key = {ALIGNED: 'aligned', UPSAMPLED: 'upsampled', PHASE: 'phase'}[
-                name
-            ]
-            add_or_update(
-                self.viewer,
-                real_space_layer(
-                    to_numpy(image),  # GPU results come back to the host
-                    name,
-                    result.pixel_size[key],
-                    parameters,
-                    origin=result.origin[key],
-                    colormap='gray',
-                ),
-            )
-        self._show_shifts(result, cube.calibration.q_pixel_mrad, parameters)
+        publish(self.viewer, images, top=PHASE)
+        publish(diffraction_view(self.viewer).model, arrows)
         self.table.value = _table_value(
             result.aberrations, result.uncertainties, result.significant
         )
         self.summary.value = _summary(result)
         cube.calibration.update(**result.calibration_update())
 
-    def _show_shifts(self, result, q_pixel_mrad, parameters):
-        """Arrows at the BF pixels (mrad, as the patterns of the
-        diffraction view), length scaled so the longest is ~3 pixels."""
-        stride = max(
-            1, int(round(np.sqrt(len(result.bf_pixels) / MAX_ARROWS)))
+
+def _parameters(result: ParallaxResult, cube) -> dict:
+    """What a parallax layer records: inputs, fitted values, source."""
+    fitted = {
+        'fitted_rotation_deg': result.rotation_deg,
+        'fitted_transpose': result.transpose,
+        'aberrations': result.aberrations,
+        'half_turn': result.half_turn,
+    }
+    return (result.parameters | fitted
+            | {'method': 'parallax', 'source': cube.source})
+
+
+def result_layers(result: ParallaxResult, cube) -> list[tuple]:
+    """The phase, then the aligned and upsampled images (hidden)."""
+    parameters = _parameters(result, cube)
+    return [
+        real_space_layer(
+            to_numpy(getattr(result, key)),  # GPU results come to the host
+            name, result.pixel_size[key], parameters,
+            origin=result.origin[key], colormap='gray', visible=visible,
         )
-        keep = np.all(result.bf_pixels % stride == 0, axis=1)
-        longest = np.abs(result.shifts).max() or 1.0
-        length = 3 * stride * q_pixel_mrad / longest  # mrad per Å
-        data = np.stack(
-            [
-                result.bf_pixels[keep] * q_pixel_mrad,
-                result.shifts[keep] * length,
-            ],
-            axis=1,
-        )
-        model = diffraction_view(self.viewer).model
-        layer = add_or_update(
-            model,
-            (
-                data,
-                dict(
-                    name=SHIFTS,
-                    edge_color='yellow',
-                    edge_width=0.2 * q_pixel_mrad,
-                    units=('mrad', 'mrad'),
-                    axis_labels=('kx', 'ky'),
-                    metadata={
-                        'napari_phase': {
-                            'parameters': parameters,
-                            'mrad_per_angstrom': length,
-                        }
-                    },
-                ),
-                'vectors',
-            ),
-        )
-        return layer
+        for key, name, visible in (('phase', PHASE, True),
+                                   ('aligned', ALIGNED, False),
+                                   ('upsampled', UPSAMPLED, False))
+    ]
+
+
+def shift_arrows(result: ParallaxResult, cube) -> tuple:
+    """Arrows at the BF pixels (mrad, as the patterns of the diffraction
+    view), length scaled so the longest is ~3 pixels."""
+    q_pixel_mrad = cube.calibration.q_pixel_mrad
+    stride = max(
+        1, round(np.sqrt(len(result.bf_pixels) / MAX_ARROWS))
+    )
+    keep = np.all(result.bf_pixels % stride == 0, axis=1)
+    longest = np.abs(result.shifts).max() or 1.0
+    length = 3 * stride * q_pixel_mrad / longest  # mrad per Å
+    data = np.stack(
+        [
+            result.bf_pixels[keep] * q_pixel_mrad,
+            result.shifts[keep] * length,
+        ],
+        axis=1,
+    )
+    metadata = {'napari_phase': {'parameters': _parameters(result, cube),
+                                 'mrad_per_angstrom': length}}
+    return data, {
+        'name': SHIFTS, 'edge_color': 'yellow',
+        'edge_width': 0.2 * q_pixel_mrad, 'units': ('mrad', 'mrad'),
+        'axis_labels': ('kx', 'ky'), 'metadata': metadata,
+    }, 'vectors'
 
 
 def _table_value(values: dict, errors: dict, significant: dict) -> dict:

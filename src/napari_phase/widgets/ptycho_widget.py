@@ -2,57 +2,77 @@
 
 Defocus (= −C1), rotation and transpose are read from THE datacube's
 calibration (as set by parallax) and follow it when it changes. While it
-runs, the progress bar shows the iteration and error, the error curve in
-the dock grows and the object phase layer updates every few iterations;
+runs, the progress bar shows the iteration and error, every
+:data:`REFRESH_MS` the error curve in the dock grows, and every few seconds
+the object phase layer shows the newest iteration (the phase is cropped in
+the worker thread only when the view asks for it, rarely enough that
+watching costs the reconstruction a few per cent at most);
 Cancel stops within one mini-batch and keeps the result so far.
 
-Layers out: object phase and amplitude in the main viewer (Å, scan frame,
-field of view only, pixel (0, 0) at scan position (0, 0)); the probe's
-Fourier amplitude and phase in the diffraction view (mrad), where it can
-be compared with the vacuum probe and the aperture. Every parameter is in
+Layers out: object phase (on top, selected) and amplitude (hidden) in the
+main viewer (Å, scan frame, field of view only, pixel (0, 0) at scan
+position (0, 0)); the probe's Fourier amplitude and phase in the
+diffraction view (mrad, hidden until ticked there), where it can be
+compared with the vacuum probe and the aperture. Every parameter is in
 ``layer.metadata['napari_phase']['parameters']``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 
 import napari
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+from qtpy.QtCore import QTimer
 
 from ..compute.backend import gpu_available
-from ..compute.ptycho import PtychoResult, PtychoStep, ptychography_iter
+from ..compute.ptycho import PtychoResult, ptychography_iter
 from ._common import (
-    on_click,
     META,
+    StepWidget,
     add_or_update,
-    datacube_choices,
+    build_layers,
+    checked_probe,
     datacube_of,
-    follow_layers,
-    guarded,
-    LayerError,
     probe_choices,
-    probe_of,
+    publish,
     real_space_layer,
-    Runner,
+    wrapped_label,
 )
 from .diffraction_view import diffraction_view
 
 PHASE, AMPLITUDE = 'ptychography phase', 'ptychography amplitude'
 PROBE_AMPLITUDE = 'ptychography probe amplitude'
 PROBE_PHASE = 'ptychography probe phase'
-#: The phase layer is refreshed every this many iterations while running.
-LIVE_EVERY = 4
+#: While running, the error plot is redrawn this often (ms) ...
+REFRESH_MS = 1000
+#: ... and the phase layer at most this often (ms), and so that cropping
+#: it in the worker takes at most 1/PHASE_COST_RATIO of the time.
+PHASE_MS, PHASE_COST_RATIO = 5000, 20
+#: Smallest height (px) of the error plot in the dock.
+PLOT_HEIGHT = 160
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """What the worker sends after each iteration: its number and error,
+    and the phase layer (built in the worker when the view asked) with the
+    seconds that took."""
+
+    number: int
+    error: float
+    phase_layer: tuple | None = None
+    seconds: float = 0.0
+
+
+def _plain(value, _position=None) -> str:
+    return f'{value:.2g}'
 
 
 class ErrorPlot(FigureCanvasQTAgg):
@@ -62,28 +82,30 @@ class ErrorPlot(FigureCanvasQTAgg):
         figure = Figure(figsize=(3.2, 2.0), tight_layout=True)
         super().__init__(figure)
         self.axes = figure.add_subplot()
+        self.axes.set_xlabel('iteration')
+        self.axes.set_ylabel('error')
+        self.axes.set_yscale('log')
+        # Plain tick labels: matplotlib's math text costs a second on the
+        # first draw.
+        self.axes.yaxis.set_major_formatter(FuncFormatter(_plain))
+        self.axes.yaxis.set_minor_formatter(NullFormatter())
+        (self.line,) = self.axes.plot([], [], '.-')
         self.errors: list[float] = []
-        self.show_errors([])
 
     def show_errors(self, errors):
         self.errors = list(errors)
-        self.axes.clear()
-        self.axes.set_xlabel('iteration')
-        self.axes.set_ylabel('error')
+        self.line.set_data(np.arange(1, len(self.errors) + 1), self.errors)
         if self.errors:
-            self.axes.semilogy(np.arange(1, len(self.errors) + 1),
-                               self.errors, '.-')
+            self.axes.relim()
+            self.axes.autoscale_view()
         self.draw_idle()
 
 
-class PtychoWidget(Container):
-    """Dockable single-slice ptychography."""
+class PtychoWidget(StepWidget):
+    """Single-slice ptychography step."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.viewer = viewer
-        self.cube_layer = ComboBox(
-            label='datacube', choices=datacube_choices(viewer)
-        )
+        self.calibration_note = wrapped_label()
         self.probe_layer = ComboBox(
             label='vacuum probe',
             choices=probe_choices(
@@ -107,27 +129,25 @@ class PtychoWidget(Container):
                                choices=['CPU', 'GPU'] if gpu else ['CPU'],
                                enabled=gpu,
                                tooltip='GPU needs cupy and a CUDA device')
-        self.runner = Runner('Reconstruct', 'Ptychography')
-        self.status = Label(value='')
-        super().__init__(widgets=[
-            self.cube_layer, self.probe_layer, self.defocus, self.rotation,
-            self.transpose, self.num_iter, self.step_size, self.batch,
-            self.fix_probe, self.device, self.runner, self.status,
-        ])
+        super().__init__(
+            viewer, 'Reconstruct', 'Ptychography',
+            fields=[self.calibration_note, self.probe_layer, self.defocus,
+                    self.rotation, self.transpose, self.num_iter,
+                    self.step_size, self.batch, self.fix_probe, self.device],
+        )
         self.plot = ErrorPlot()
-        self.native.layout().addWidget(self.plot)
+        self.add_native(self.plot, PLOT_HEIGHT)
         self.result: PtychoResult | None = None
-        self._last_step: PtychoStep | None = None
-        self._outcome: PtychoResult | None = None
-        self._latest = self._latest_phase = None
         self._errors: list[float] = []
-        self._busy = self._dirty = False
+        self._latest: Iteration | None = None
+        self._phase_layer = None  # built in the worker, not shown yet
+        self._next_phase = 0.0  # when the view may ask for another
         self._stop = threading.Event()
+        self._want_phase = threading.Event()
+        self._timer = QTimer(self.native)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._refresh_live)
         self._calibration = None
-        on_click(self.runner.run_button, self.run, self.runner.status)
-        on_click(self.runner.cancel_button, self._stop.set)
-        self.cube_layer.changed.connect(guarded(self.load, self.status))
-        follow_layers(self, viewer)
         self.native.destroyed.connect(lambda *_: self._close())
         self.load()
 
@@ -159,7 +179,7 @@ class PtychoWidget(Container):
     def _refresh(self, *_):
         cal = self._calibration
         if cal is None:
-            self.status.value = 'Open a 4D-STEM datacube first.'
+            self.calibration_note.value = 'Open a 4D-STEM datacube first.'
             return
         if cal.C1 is not None:
             self.defocus.value = -cal.C1
@@ -168,7 +188,7 @@ class PtychoWidget(Container):
         if cal.transpose is not None:
             self.transpose.value = cal.transpose
         missing = cal.missing('C1', 'rotation_deg', 'transpose')
-        self.status.value = (
+        self.calibration_note.value = (
             f'Not in the calibration yet: {", ".join(missing)} (run '
             'parallax, or enter them).' if missing else
             f'From the calibration: C1 {cal.C1:g} Å, rotation '
@@ -177,131 +197,113 @@ class PtychoWidget(Container):
 
     # -- running -------------------------------------------------------
     def parameters(self) -> dict:
-        return dict(
-            defocus=self.defocus.value, rotation_deg=self.rotation.value,
-            transpose=self.transpose.value, num_iter=self.num_iter.value,
-            step_size=self.step_size.value, max_batch_size=self.batch.value,
-            fix_probe=self.fix_probe.value,
-            device=self.device.value.lower(),
-        )
+        return {
+            'defocus': self.defocus.value, 'rotation_deg': self.rotation.value,
+            'transpose': self.transpose.value, 'num_iter': self.num_iter.value,
+            'step_size': self.step_size.value,
+            'max_batch_size': self.batch.value,
+            'fix_probe': self.fix_probe.value,
+            'device': self.device.value.lower(),
+        }
 
     def run(self):
         """Start the reconstruction in a thread worker."""
-        if self.runner.worker is not None:
-            self.runner.describe('already running: Cancel it first.')
-            return
         layer = self.cube_layer.value
         cube = datacube_of(layer)
         probe_layer = self.probe_layer.value
-        vacuum = None if probe_layer is None else probe_of(probe_layer)
-        if vacuum is not None and vacuum.shape != cube.detector_shape:
-            raise LayerError(
-                f'Vacuum probe layer {probe_layer.name!r} has shape '
-                f'{vacuum.shape} but the detector of {layer.name!r} is '
-                f'{cube.detector_shape}.'
-            )
         params = self.parameters()
-        self._params = params | {'method': 'ptychography',
-                                 'source': cube.source}
-        self._stop.clear()
-        self._last_step = self._outcome = self.result = None
-        self._latest = self._latest_phase = None
-        self._errors = []
-        self.plot.show_errors([])
+        recorded = params | {'method': 'ptychography', 'source': cube.source}
+        stop, want_phase = self._stop, self._want_phase
 
         def job():
-            steps = ptychography_iter(cube, vacuum, stop=self._stop.is_set,
+            vacuum = checked_probe(probe_layer, layer, cube)
+            steps = ptychography_iter(cube, vacuum, stop=stop.is_set,
                                       **params)
             while True:
                 try:
                     step = next(steps)
                 except StopIteration as done:
-                    self._outcome = done.value
-                    return done.value
-                if step.iteration % LIVE_EVERY == 1 or LIVE_EVERY == 1:
-                    step.phase  # noqa: B018  (crop in this thread)
-                self._last_step = step
+                    result = done.value
+                    return result, build_layers(result_layers(result,
+                                                              recorded))
+                phase_layer, start = None, time.perf_counter()
+                if want_phase.is_set():  # the view asked: crop here
+                    want_phase.clear()
+                    (phase_layer,) = build_layers([real_space_layer(
+                        step.phase, PHASE, step.pixel_size,
+                        recorded | {'iterations_done': step.iteration},
+                        colormap='gray')])
                 yield step.iteration / params['num_iter']
-                yield step
+                yield Iteration(step.iteration, step.error, phase_layer,
+                                time.perf_counter() - start)
 
-        worker = self.runner.start(job, self.show_result, self._live)
+        stop.clear()
+        want_phase.set()
+        self._next_phase = 0.0
+        self.result, self._latest, self._phase_layer = None, None, None
+        self._errors = []
+        self.plot.show_errors([])
+        worker = self.runner.start(job, lambda done: self.show_result(*done),
+                                   self._live, stop=stop.set)
         if worker is not None:
-            worker.finished.connect(self._finished)
+            worker.finished.connect(self._timer.stop)
+            self._timer.start()
 
-    def _live(self, step: PtychoStep):
-        """A new iteration (main thread): record it and redraw."""
-        if self.result is not None:  # a late yield after the final result
+    def _live(self, iteration: Iteration):
+        """A new iteration (main thread): only recorded; drawn by the
+        timer."""
+        self._errors.append(iteration.error)
+        self._latest = iteration
+        if iteration.phase_layer is not None:
+            self._phase_layer = iteration.phase_layer
+            self._next_phase = time.perf_counter() + max(
+                PHASE_MS / 1e3, PHASE_COST_RATIO * iteration.seconds)
+
+    def _refresh_live(self):
+        """Draw the newest iteration and ask the worker for a new phase."""
+        if self.result is not None or self._latest is None:
             return
-        self._errors.append(step.error)
-        self._latest = step
-        if 'phase' in step.__dict__:  # cropped in the worker: show it
-            self._latest_phase = step
-        self._render()
-
-    def _render(self):
-        """Draw the newest state. Adding a layer runs the Qt event loop, so
-        a newer yield (or the result) can arrive while drawing: it only
-        marks the view dirty and this loop draws it after, never an older
-        state over a newer one."""
-        self._dirty = True
-        if self._busy:
-            return
-        self._busy = True
-        try:
-            while self._dirty:
-                self._dirty = False
-                if self.result is not None:
-                    self._draw_result(self.result)
-                elif self._latest is not None:
-                    self._draw_step(self._latest, self._latest_phase)
-        finally:
-            self._busy = False
-
-    def _draw_step(self, step: PtychoStep, phase_step: PtychoStep | None):
-        self.plot.show_errors(self._errors)
+        if len(self._errors) != len(self.plot.errors):
+            self.plot.show_errors(self._errors)
+        latest = self._latest
         self.runner.describe(
-            f'iteration {step.iteration}, error {step.error:.4g}')
-        if phase_step is not None:
-            add_or_update(self.viewer, real_space_layer(
-                phase_step.phase, PHASE, phase_step.pixel_size,
-                self._params | {'iterations_done': phase_step.iteration},
-                colormap='gray',
-            ))
+            f'iteration {latest.number}, error {latest.error:.4g}')
+        if self._phase_layer is not None:
+            add_or_update(self.viewer, *self._phase_layer)
+            self._phase_layer = None
+        if time.perf_counter() >= self._next_phase:
+            self._want_phase.set()
 
-    def _finished(self):
-        """Cancelled (the worker then drops the returned value) or failed:
-        keep what was reached, else the last completed iteration."""
-        outcome = self._outcome
-        if outcome is None and self._last_step is not None:
-            outcome = self._last_step.result()
-        if outcome is not None and outcome is not self.result:
-            self.show_result(outcome)
-
-    def show_result(self, result: PtychoResult):
-        """Add/update the object, probe and error layers."""
+    def show_result(self, result: PtychoResult, built: list):
+        """Show the object layers (phase on top), the probe in the
+        diffraction view (hidden), the errors and how it ended."""
+        self._timer.stop()
         self.result = result
-        self._render()
-
-    def _draw_result(self, result: PtychoResult):
-        done = result.parameters['iterations_done']
-        params = self._params | result.parameters
-        for name, image, colormap in ((PHASE, result.phase, 'gray'),
-                                      (AMPLITUDE, result.amplitude, 'gray')):
-            add_or_update(self.viewer, real_space_layer(
-                image, name, result.pixel_size, params,
-                origin=result.origin, colormap=colormap,
-            ))
+        publish(self.viewer, built, top=PHASE)
         view = diffraction_view(self.viewer)
         q = result.parameters['calibration']['q_pixel_mrad']
         fourier = result.probe_fourier
-        for name, image in ((PROBE_AMPLITUDE, np.abs(fourier)),
-                            (PROBE_PHASE, np.angle(fourier))):
-            layer = view.show_pattern(name, image, (q, q))
-            layer.metadata = {META: {'parameters': params}}
+        for name, image, kind in (
+                (PROBE_AMPLITUDE, np.abs(fourier), 'counts'),
+                (PROBE_PHASE, np.angle(fourier), 'phase')):
+            layer = view.show_pattern(name, image, (q, q), kind=kind,
+                                      visible=False)
+            layer.metadata[META]['parameters'] = result.parameters
         self.plot.show_errors(result.errors)
+        done = result.parameters['iterations_done']
         stopped = done < result.parameters['num_iter']
         self.runner.describe(
             f'{"Stopped" if stopped else "Done"} after {done} iteration(s)'
             + (f', error {result.errors[-1]:.4g}' if result.errors else '')
             + f'; {result.half_turn_check}.'
         )
+
+
+def result_layers(result: PtychoResult, recorded: dict) -> list[tuple]:
+    """The phase and (hidden) the amplitude of a reconstruction."""
+    params = recorded | result.parameters
+    return [real_space_layer(image, name, result.pixel_size, params,
+                             origin=result.origin, colormap='gray',
+                             visible=visible)
+            for image, name, visible in ((result.phase, PHASE, True),
+                                         (result.amplitude, AMPLITUDE, False))]

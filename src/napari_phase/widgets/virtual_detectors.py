@@ -5,9 +5,11 @@ pattern) holds the detectors. Each shape is one detector, named in the
 layer's ``detector`` feature; its virtual image is the main-viewer layer
 "virtual <name>" (Å), whose colormap tint is the shape's edge colour.
 
-- Draw an ellipse, rectangle or polygon with napari's Shapes tools: it
-  becomes "detector N". Move, resize or edit it: its image follows
-  (debounced, computed in a thread; all detectors in ONE pass).
+- Draw an ellipse, rectangle or polygon with the shape buttons of the
+  diffraction view: it becomes "detector N". Move, resize or edit it: its
+  image follows while the shape is dragged (computed in a thread, all
+  changed detectors in ONE pass; while one update runs, at most one more
+  waits, with the newest shapes).
 - "Add BF": a disk of the probe radius + 2 px (as in the seed).
 - "Add ADF": an annulus from the BF edge to beyond the detector corners,
   made of two ellipses that share the detector name: the outer one has
@@ -15,36 +17,32 @@ layer's ``detector`` feature; its virtual image is the main-viewer layer
   Resize the inner ellipse to change the inner angle; select both to move
   the annulus.
 
-:func:`detector_masks` gives every detector's mask (detector px) to other
-widgets (e.g. DPC "mask from a detector shape").
+Every virtual image records its detector's shapes (detector px) in its
+parameters, so an exported recipe draws the same detectors again.
+:func:`detector_shapes` and :func:`detector_masks` give every detector to
+other widgets (e.g. DPC "mask from a detector shape").
 """
 
 from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.utils import progress as napari_progress
+from magicgui.widgets import ProgressBar, PushButton
 from napari.utils.colormaps import ensure_colormap
 from qtpy.QtCore import QTimer
 
 from ..compute.calibration import DEFAULTS
-from ..compute.detectors import (
-    BF_MARGIN_PX,
-    ellipse_mask,
-    iter_virtual_images,
-    outer_radius,
-    polygon_mask,
-)
+from ..compute.detectors import BF_MARGIN_PX, iter_virtual_images, outer_radius
+from ..pipeline import drawn_mask
 from ._common import (
-    on_click,
     META,
+    StepWidget,
     add_or_update,
-    datacube_choices,
+    build_layers,
     datacube_of,
-    follow_layers,
-    guarded,
+    on_click,
     real_space_layer,
+    start_job,
 )
 from .diffraction_view import (
     _VIEWS,
@@ -58,8 +56,6 @@ DETECTORS = 'virtual detectors'
 #: Colormaps given to detectors in turn; a shape's edge is its tint.
 TINTS = ('cyan', 'magenta', 'yellow', 'green', 'red', 'blue', 'bop orange',
          'bop purple', 'bop blue')
-#: Quiet time (ms) after the last shape change before recomputing.
-DEBOUNCE_MS = 60
 
 
 def image_name(detector: str) -> str:
@@ -72,104 +68,94 @@ def tint_color(tint: str) -> np.ndarray:
     return np.asarray(ensure_colormap(tint).colors[-1], dtype=np.float32)
 
 
-def shape_mask(shape_type: str, vertices, detector_shape) -> np.ndarray:
-    """Mask (detector px) of one napari shape given in detector px."""
-    if shape_type == 'ellipse':
-        return ellipse_mask(detector_shape, vertices)
-    if shape_type in ('rectangle', 'polygon'):
-        return polygon_mask(detector_shape, vertices)
-    raise ValueError(
-        f'a {shape_type} encloses no area: draw an ellipse, rectangle or '
-        'polygon'
-    )
+def shapes_of(layer) -> dict[str, list[dict]]:
+    """The detectors of a Shapes ``layer``: name → its shapes (type, role,
+    vertices in detector px, as :func:`napari_phase.pipeline.drawn_mask`
+    and the recipe take them)."""
+    features = layer.features
+    detectors: dict[str, list[dict]] = {}
+    for index, name in enumerate(features['detector'][:layer.nshapes]):
+        detectors.setdefault(name, []).append({
+            'type': layer.shape_type[index],
+            'role': features['role'].iloc[index],
+            'vertices': np.asarray(layer.data[index], float).tolist(),
+        })
+    return detectors
 
 
 def masks_from_shapes(layer, detector_shape):
-    """``({name: mask}, {name: error})`` for the detectors of ``layer``.
-
-    A detector's mask is the union of its 'add' shapes minus the union of
-    its 'subtract' shapes; an invalid detector has an error message
-    instead.
-    """
-    features = layer.features
-    groups: dict[str, list[int]] = {}
-    for index, name in enumerate(features['detector'][:layer.nshapes]):
-        groups.setdefault(name, []).append(index)
+    """``({name: mask}, {name: error})`` for the detectors of ``layer``;
+    an invalid detector has an error message instead of a mask."""
     masks, errors = {}, {}
-    for name, indices in groups.items():
+    for name, shapes in shapes_of(layer).items():
         try:
-            masks[name] = _detector_mask(layer, indices, detector_shape)
+            masks[name] = drawn_mask(shapes, detector_shape)
         except ValueError as error:
             errors[name] = str(error)
     return masks, errors
 
 
-def _detector_mask(layer, indices, detector_shape):
-    union = {'add': np.zeros(detector_shape, np.float32),
-             'subtract': np.zeros(detector_shape, np.float32)}
-    for i in indices:
-        role = layer.features['role'].iloc[i]
-        mask = shape_mask(layer.shape_type[i], layer.data[i], detector_shape)
-        np.maximum(union[role], mask, out=union[role])
-    mask = union['add'] * (1 - union['subtract'])
-    if not mask.any():
-        raise ValueError('the detector covers no pixel (its inner part '
-                         'removes everything)')
-    return mask
+def _detector_layer(viewer):
+    view = _VIEWS.get(viewer)
+    if view is None or DETECTORS not in view.model.layers:
+        return None
+    return view.model.layers[DETECTORS]
+
+
+def detector_shapes(viewer) -> dict[str, list[dict]]:
+    """Every detector drawn in ``viewer``'s diffraction view: name →
+    shapes (cheap: no mask is computed). Empty when there are none."""
+    layer = _detector_layer(viewer)
+    return {} if layer is None else shapes_of(layer)
 
 
 def detector_masks(viewer) -> dict[str, np.ndarray]:
     """Every valid detector drawn in ``viewer``'s diffraction view: name ->
     float32 mask (detector px) for the datacube the detectors were drawn
     for. Empty when there are none."""
-    view = _VIEWS.get(viewer)
-    if view is None or DETECTORS not in view.model.layers:
-        return {}
-    layer = view.model.layers[DETECTORS]
-    shape = layer.metadata.get(META, {}).get('detector_shape')
+    layer = _detector_layer(viewer)
+    shape = None if layer is None else layer.metadata.get(META, {}).get(
+        'detector_shape')
     return {} if shape is None else masks_from_shapes(layer, shape)[0]
 
 
-class VirtualDetectors(Container):
-    """Dockable virtual detector tool (see the module docstring)."""
+class VirtualDetectors(StepWidget):
+    """Virtual detector step (see the module docstring)."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        self.viewer = viewer
         self.view = diffraction_view(viewer)
-        self.cube_layer = ComboBox(
-            label='datacube', choices=datacube_choices(viewer)
-        )
         self.bf_button = PushButton(text='Add BF')
         self.adf_button = PushButton(text='Add ADF')
-        self.status = Label(value='')
-        super().__init__(widgets=[self.cube_layer, self.bf_button,
-                                  self.adf_button, self.status])
+        self.progress = ProgressBar(min=0, max=100, visible=False)
+        super().__init__(viewer, None, 'Virtual images',
+                         fields=[self.bf_button, self.adf_button,
+                                 self.progress])
         self.shapes = self._shapes_layer()
+        self.view.use_shapes(self.shapes)
         self.worker = None
         self._pending = False
         self._computed: dict[str, np.ndarray] = {}
         self._images: set[str] = set()
+        self._errors: dict[str, str] = {}  # detector name -> why no image
         self._calibration = None
+        self._scales = None  # (mrad, Å) per pixel the layers show
         self._mean_shown = None  # the cube whose mean pattern is shown
         self._count = 0  # shapes before the one being added
         self._adding_preset = False
         self._layer = None  # the datacube layer in use
         self._closed = False
         self.native.destroyed.connect(lambda *_: self._close())
-        self._timer = QTimer(self.native)
+        self._timer = QTimer(self.native)  # coalesces one gesture's events
         self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.setInterval(0)
         self._timer.timeout.connect(self.update_images)
         self.shapes.events.data.connect(self._on_data)
         self.shapes.events.set_data.connect(self.schedule)
         on_click(self.bf_button, self.add_bf, self.status)
         on_click(self.adf_button, self.add_adf, self.status)
-        self.cube_layer.changed.connect(self._on_cube)
-        follow_layers(self, viewer)
-        self._on_cube()
+        self.load()
 
     # --- layers -----------------------------------------------------------
-
     def _shapes_layer(self):
         layers = self.view.model.layers
         if DETECTORS in layers:
@@ -186,7 +172,7 @@ class VirtualDetectors(Container):
     def cube(self):
         return datacube_of(self._layer)
 
-    def _on_cube(self, *_):
+    def load(self, *_):
         if self._calibration is not None:
             self._calibration.events.disconnect(self._on_calibration)
             self._calibration = None
@@ -197,17 +183,23 @@ class VirtualDetectors(Container):
             return
         self._calibration = self.cube.calibration
         self._calibration.events.connect(self._on_calibration)
+        self._scales = None
         self.shapes.metadata[META] = {
             'detector_shape': self.cube.detector_shape}
         self._on_calibration()
 
     def _on_calibration(self, *_):
-        """Rescale: shapes and mean pattern (mrad), images (Å)."""
+        """Rescale (when the pixel sizes changed): shapes and mean pattern
+        (mrad), images (Å)."""
         cube = self.cube
+        step = cube.calibration.scan_step or DEFAULTS['scan_step']
+        scales = (q_scale(cube), step)
+        if scales == self._scales:
+            return
+        self._scales = scales
         self.shapes.scale = q_scale(cube)
         if 'mean pattern' in self.view.model.layers:
             self.view.model.layers['mean pattern'].scale = q_scale(cube)
-        step = cube.calibration.scan_step or DEFAULTS['scan_step']
         for name in self._images:
             self.viewer.layers[image_name(name)].scale = (step, step)
         self.schedule()
@@ -291,89 +283,105 @@ class VirtualDetectors(Container):
             self.schedule()
 
     def schedule(self, *_):
-        """Recompute after :data:`DEBOUNCE_MS` of quiet (restarts)."""
-        self._timer.start()
+        """A shape changed: update once this turn of the event loop is
+        done, or after the update that is running (at most one waits)."""
+        if self.worker is not None:
+            self._pending = True
+        else:
+            self._timer.start()
 
     def update_images(self):
         """Recompute the images of changed detectors (in a thread)."""
         if self._layer is None or self._closed:
             return
-        if self.worker is not None:  # one at a time; latest wins
+        if self.worker is not None:
             self._pending = True
-            self.worker.quit()
             return
         cube = self.cube
         masks, errors = masks_from_shapes(self.shapes, cube.detector_shape)
         self._remove_images(set(self._images) - set(masks) - set(errors))
-        self.status.value = '; '.join(f'{name}: {text}'
-                                      for name, text in errors.items())
+        self._errors = errors
+        self._report()
         changed = {name: mask for name, mask in masks.items()
                    if not np.array_equal(self._computed.get(name), mask)}
         if changed or self._mean_shown is not cube:
             self._start(cube, changed)
 
     def _start(self, cube, masks):
-        from napari.qt.threading import create_worker
-
         layer = self._layer
-        names = list(masks)
+        shapes = shapes_of(self.shapes)
+        tints = dict(zip(self.shapes.features['detector'],
+                         self.shapes.features['tint'], strict=True))
+        step = cube.calibration.scan_step or DEFAULTS['scan_step']
+        new = {name for name in masks if name not in self._images}
 
         def job():
             mean = mean_pattern(layer)
-            images = None
-            if names:
-                images = yield from iter_virtual_images(
-                    cube, [masks[n] for n in names])
-            return mean, images
+            images = {}
+            if masks:
+                computed = yield from iter_virtual_images(
+                    cube, list(masks.values()))
+                images = dict(zip(masks, computed, strict=True))
+            names = [name for name in images if name in new]
+            built = dict(zip(names, build_layers(
+                image_layer(cube, name, images[name], masks[name],
+                            shapes[name], tints[name], step)
+                for name in names), strict=True))
+            return mean, images, built
 
-        bar = napari_progress(total=100, desc='Virtual images') \
-            if cube.is_lazy else None
-        self.worker = create_worker(job, _ignore_errors=True)
-        if bar is not None:
-            self.worker.yielded.connect(lambda done: _advance(bar, done))
-        self.worker.returned.connect(
-            lambda result: self._show(layer, masks, *result))
-        self.worker.errored.connect(
-            lambda error: setattr(self.status, 'value', f'Error: {error}'))
-        self.worker.finished.connect(lambda: self._finished(bar))
-        self.worker.start()
+        self.progress.value = 0
+        self.progress.visible = cube.is_lazy  # a pass over a file: slow
+        self.worker = start_job(
+            job,
+            on_yield=lambda done: setattr(self.progress, 'value',
+                                          round(100 * done)),
+            on_result=lambda result: self._show(layer, masks, shapes, tints,
+                                                step, *result),
+            on_error=lambda error: setattr(self.status, 'value',
+                                           f'Error: {error}'),
+            on_warning=lambda text: setattr(self.status, 'value', text),
+            on_finished=self._finished)
 
-    def _finished(self, bar):
-        if bar is not None:
-            bar.close()
+    def _finished(self):
         self.worker = None
+        if self._closed:  # the window closed while it computed
+            return
+        self.progress.visible = False
         if self._pending:
             self._pending = False
             self.update_images()
 
-    def _show(self, layer, masks, mean, images):
+    def _show(self, layer, masks, shapes, tints, step, mean, images, built):
         if self._closed or layer is not self._layer:
             return  # closed, or the user picked another cube meanwhile
         cube = self.cube
         if self._mean_shown is not cube:
             self.view.show_pattern('mean pattern', mean, q_scale(cube))
+            self.view.reset_view()
             self._mean_shown = cube
-        if images is None:
-            return
-        step = cube.calibration.scan_step or DEFAULTS['scan_step']
-        if cube.calibration.scan_step is None:
-            self.status.value = (f'Scan step unknown: {step:g} Å per pixel '
-                                 'assumed (set it in Probe calibration).')
-        tints = dict(zip(self.shapes.features['detector'],
-                         self.shapes.features['tint'], strict=True))
-        for (name, mask), image in zip(masks.items(), images, strict=True):
-            if name not in tints:
+        present = set(self.shapes.features['detector'])
+        for name, image in images.items():
+            if name not in present:
                 continue  # removed while computing
-            add_or_update(self.viewer, real_space_layer(
-                image, image_name(name), step,
-                {'detector': name, 'pixels': int(mask.sum()),
-                 'source': cube.source},
-                colormap=tints[name], blending='additive',
-            ))
+            if name not in built:  # an update: no new layer needed
+                built[name] = (image_layer(cube, name, image, masks[name],
+                                           shapes[name], tints[name], step),
+                               None)
+            add_or_update(self.viewer, *built[name])
             if name not in self._images:
                 self._tie_colormap(name)
-            self._computed[name] = mask
+            self._computed[name] = masks[name]
             self._images.add(name)
+        self._report()
+
+    def _report(self):
+        """The status line: the detectors that give no image, and the
+        scan step assumed while the calibration has none."""
+        notes = [f'{name}: {text}' for name, text in self._errors.items()]
+        if self._images and self.cube.calibration.scan_step is None:
+            notes.append(f'Scan step unknown: {DEFAULTS["scan_step"]:g} Å '
+                         'per pixel assumed (set it in Calibration).')
+        self.status.value = '; '.join(notes)
 
     def _tie_colormap(self, name):
         """A new colormap on the image re-tints its detector's edges."""
@@ -396,6 +404,17 @@ class VirtualDetectors(Container):
                 self.viewer.layers.remove(image_name(name))
 
 
+def image_layer(cube, name, image, mask, shapes, tint, step) -> tuple:
+    """Layer-data tuple of a detector's virtual image, recording the
+    detector's shapes (so a recipe draws it again)."""
+    return real_space_layer(
+        image, image_name(name), step,
+        {'method': 'virtual', 'detector': name, 'shapes': shapes,
+         'pixels': int(mask.sum()), 'source': cube.source},
+        colormap=tint, blending='additive',
+    )
+
+
 def circle_box(center, radius: float) -> np.ndarray:
     """napari ellipse data (4 bounding-box corners, px) of a circle."""
     cx, cy = center
@@ -412,6 +431,3 @@ def _least_used(tints: list) -> str:
     return min(TINTS, key=lambda t: (tints.count(t), TINTS.index(t)))
 
 
-def _advance(bar, done):
-    bar.n = int(round(100 * done))
-    bar.refresh()
