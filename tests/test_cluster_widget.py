@@ -45,7 +45,15 @@ def run_dpc(widget, qtbot):
     widget.result = None
     click(widget.runner.run_button)
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60_000)
+    if widget.result is not None:  # its layers are shown a turn later
+        qtbot.waitUntil(lambda: shown(widget.viewer, widget.result.phase))
     return widget.result
+
+
+def shown(viewer, phase) -> bool:
+    """Whether ``phase`` is the top layer's image."""
+    top = viewer.layers[-1]
+    return top.name == PHASE and np.array_equal(top.data, phase)
 
 
 def test_dpc_runs_on_the_cluster_given_and_gives_the_same_phase(

@@ -51,8 +51,8 @@ CASES = {
               'no dataset looks like a 4D-STEM datacube'),
     '3D': (_hdf5(frames=np.ones((6, 4, 4))), None,
            ('dataset /frames: 6 frames of (4, 4) pixels, and the file does '
-            'not say the scan shape: give it (in napari: Plugins > '
-            'napari-phase > Open 4D-STEM data; in Python: read_datacube(path, '
+            'not say the scan shape: give it (in napari: Open 4D-STEM data '
+            'in Plugins > napari-phase; in Python: read_datacube(path, '
             'scan_shape=(Rx, Ry)) with Rx·Ry = 6)')),
     '5D': (_hdf5(stack=np.ones((2, 2, 2, 2, 2))), None, '/stack (5D'),
     '3D chosen': (_hdf5(frames=np.ones((6, 4, 4))), '/frames',

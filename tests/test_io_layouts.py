@@ -99,7 +99,7 @@ def test_arina_without_side_file_guesses_with_a_warning(tmp_path):
         assert read_datacube(lines).scan_shape == (3, 4)
     odd = write_arina(tmp_path, frames(15), name='odd')
     with pytest.raises(ReadError, match=r'15 frames .* give it \(in napari: '
-                       r'Plugins > napari-phase > Open 4D-STEM data'):
+                       r'Open 4D-STEM data in Plugins > napari-phase'):
         read_datacube(odd)
 
 

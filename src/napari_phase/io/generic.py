@@ -79,7 +79,7 @@ def needs_scan_shape(name: str, shape) -> str:
     return (
         f'dataset {name}: {shape[0]} frames of {tuple(shape[1:])} pixels, '
         'and the file does not say the scan shape: give it (in napari: '
-        'Plugins > napari-phase > Open 4D-STEM data; in Python: '
+        'Open 4D-STEM data in Plugins > napari-phase; in Python: '
         f'read_datacube(path, scan_shape=(Rx, Ry)) with Rx·Ry = {shape[0]})'
     )
 

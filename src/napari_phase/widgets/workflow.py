@@ -37,6 +37,7 @@ from .cluster_widget import ClusterWidget
 from .compare_widget import CompareWidget
 from .diffraction_view import diffraction_view
 from .dpc_widget import DPCWidget
+from .open_datacube import OpenDatacube
 from .parallax_widget import ParallaxWidget
 from .ptycho_widget import PtychoWidget
 from .virtual_detectors import VirtualDetectors
@@ -53,6 +54,7 @@ class Step:
 
 #: The workflow, in order.
 STEPS = (
+    Step('Open 4D-STEM data', OpenDatacube),
     Step('Calibration', CalibrationWidget),
     Step('Virtual detectors', VirtualDetectors),
     Step('DPC', DPCWidget),
