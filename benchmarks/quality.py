@@ -126,7 +126,8 @@ def _parallax(result) -> Outcome:
 
 def _ptycho(result, rotation_deg, transpose, C1) -> Outcome:
     return Outcome(result.phase, result.pixel_size, result.origin,
-                   rotation_deg, transpose, C1, result.half_turn_check)
+                   rotation_deg, transpose, C1,
+                   result.half_turn_evidence.describe())
 
 
 def scored(outcome: Outcome, truth, method: str) -> dict:

@@ -102,3 +102,26 @@ def test_bad_input_is_a_message(make_napari_viewer, qtbot, sim, add_cube):
     choose(widget.probe_layer, 'dark')
     fit_and_wait(widget, qtbot)
     assert 'no positive intensity' in widget.runner.status.value
+
+
+def test_the_user_takes_the_other_half_turn(make_napari_viewer, sim):
+    """The pair is turned over in THE cube's calibration, the decision is
+    the user's, and the methods' phase layers follow (negated)."""
+    viewer = make_napari_viewer(show=True)
+    cal = Calibration(rotation_deg=20.0, C1=300.0, half_turn='DPC: unsure',
+                      half_turn_source='DPC', half_turn_confidence=1.2)
+    add(viewer, datacube_layers(DataCube(sim.datacube.data, cal, 'sim'),
+                                'scan'))
+    phase = viewer.add_image(np.arange(16.0).reshape(4, 4),
+                             name='DPC phase')
+    widget = CalibrationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert 'rotation 20.0°, C1 300 Å; DPC: unsure' in widget.half_turn.value
+    click(widget.flip_button)
+    assert (cal.rotation_deg, cal.C1) == (-160.0, -300.0)
+    assert (cal.half_turn_source, cal.half_turn_confidence) == ('user', None)
+    np.testing.assert_array_equal(phase.data,
+                                  -np.arange(16.0).reshape(4, 4))
+    assert 'rotation -160.0°, C1 -300 Å; user' in widget.half_turn.value
+    click(widget.keep_button)
+    assert (cal.rotation_deg, cal.C1) == (-160.0, -300.0)

@@ -128,14 +128,16 @@ def test_forced_rotation_and_half_turn():
     assert wrong.rotation_deg == 165.0
     assert wrong.transpose is False  # chosen at the forced angle
     assert correlation(wrong.phase, truth) < -0.9
-    assert 'forced' in wrong.half_turn and 'DISAGREES' in wrong.half_turn
-    assert wrong.half_turn_confidence is None
+    assert wrong.half_turn_evidence.source == 'user'  # decides over all
 
     fitted = dpc(sim.datacube, flip_half_turn=False)
     flipped = dpc(sim.datacube, flip_half_turn=True)
     assert abs(wrap_degrees(flipped.rotation_deg - fitted.rotation_deg
                             - 180)) < 1e-9
     np.testing.assert_allclose(flipped.phase, -fitted.phase, atol=1e-9)
+    turned = fitted.other_half_turn()
+    np.testing.assert_array_equal(turned.phase, flipped.phase)
+    assert turned.rotation_deg == pytest.approx(flipped.rotation_deg)
     auto = dpc(sim.datacube, transpose=False)
     assert angle_error(auto, sim.truth) < 0.5
     assert auto.parameters['transpose'] is False

@@ -294,6 +294,39 @@ def test_ptychography_from_the_true_pair_is_right_signed(datasets, name):
 
 
 @pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
+@pytest.mark.parametrize('name', ['gold_carbon', 'gold_carbon_T_under',
+                                  'holey_carbon'])
+def test_the_chain_settles_one_half_turn_and_no_phase_is_inverted(
+        datasets, name):
+    """The seed's recipe (16 iterations) from the bare file: ptychography
+    decides the half-turn with confidence (DPC's and parallax's phases are
+    wrong-signed on gold over carbon at overfocus), the calibration holds
+    the true pair, and every phase layer correlates positively with the
+    truth (docs/validation.md)."""
+    cube = calibrated(datasets[name])
+    truth = datasets[name].truth
+    run = run_pipeline(cube, seed_recipe(ptycho_iterations=16),
+                       datasets[name].probe,
+                       methods=['dpc', 'parallax', 'ptycho'])
+    cal = run.calibration
+    assert abs(rotation_error(cal.rotation_deg, truth.rotation_deg)) < 1.0
+    assert cal.transpose == truth.transpose
+    assert relative_error(cal.C1, truth.C1_mid_specimen) == pytest.approx(
+        0, abs=0.05)
+    assert cal.half_turn_source == 'ptychography'
+    assert cal.half_turn_confidence >= 3
+    phases = {attrs['name']: (data, attrs) for data, attrs, _ in run.layers
+              if attrs['name'].endswith('phase')}
+    assert sorted(phases) == ['DPC phase', 'parallax phase',
+                              'ptychography phase']
+    for data, attrs in phases.values():
+        score = quality(data, truth.phase, attrs['scale'][0],
+                        truth.phase_pixel, 2 * cal.scan_step,
+                        image_origin=attrs['translate'])
+        assert score.correlation > 0.3, attrs['name']
+
+
+@pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
 def test_scorecard_scores_every_method(tmp_path):
     from benchmarks import quality as scorecard
 

@@ -40,7 +40,8 @@ def test_defocus_rotation_transpose_and_half_turn(C1, rotation, transpose):
     assert abs(wrap_degrees(result.rotation_deg - rotation)) < 1.0
     assert result.transpose is transpose
     assert result.C1 == pytest.approx(C1, rel=0.05)
-    assert 'positivity' in result.half_turn
+    assert result.half_turn_evidence.source == 'parallax'
+    assert result.half_turn_evidence.keeps
     # The convention, numerically: shifts = C1·θ mapped to the scan frame.
     expected = detector_to_scan(
         C1 * result.bf_mrad.T * 1e-3, rotation, transpose
@@ -118,7 +119,7 @@ def test_forced_defocus_sign_and_rotation(small_sim):
     other = parallax(small_sim.datacube, defocus_sign=-1, upsample_factor=2)
     assert other.C1 == pytest.approx(-400, rel=0.05)
     assert abs(wrap_degrees(other.rotation_deg - 165)) < 1.0
-    assert 'forced' in other.half_turn
+    assert other.half_turn_evidence.source == 'user'
     forced = parallax(
         small_sim.datacube,
         rotation_deg=-15.0,

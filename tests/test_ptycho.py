@@ -12,6 +12,7 @@ from napari_phase import (
     ptychography_iter,
     simulate,
 )
+from napari_phase.compute.geometry import wrap_degrees
 from napari_phase.compute.optics import fourier_probe
 from napari_phase.compute.ptycho import access, memory, reconstruct
 
@@ -248,9 +249,10 @@ def test_index_and_slice_patch_access_agree():
     assert out['slices'][1][3, 5] == pytest.approx(overlap)
 
 
-def test_half_turn_check_flags_a_flipped_calibration():
+def test_half_turn_evidence_flags_a_flipped_calibration():
     """(θ + 180°, −C1) explains the same intensities with conj(O): the
-    phase comes out negatively skewed and the result says so."""
+    phase comes out negatively skewed, confidently, and turning the result
+    over gives the right phase and pair back."""
     sim = simulate(scan_shape=(16, 16), detector_shape=(64, 64), C1=100.0,
                    dose=None, seed=2)
     truth = sim.truth
@@ -262,5 +264,17 @@ def test_half_turn_check_flags_a_flipped_calibration():
                            rotation_deg=truth['rotation_deg'] + 180,
                            transpose=truth['transpose'], num_iter=8,
                            fix_probe=True)
-    assert good.half_turn_check.startswith('half-turn consistent')
-    assert 'negatively skewed' in flipped.half_turn_check
+    assert good.half_turn_evidence.keeps
+    evidence = flipped.half_turn_evidence
+    assert not evidence.keeps and evidence.confident
+    turned = flipped.other_half_turn()
+    assert turned.half_turn_evidence.keeps
+    assert turned.C1 == pytest.approx(truth['C1'])
+    assert abs(wrap_degrees(turned.rotation_deg
+                            - truth['rotation_deg'])) < 1e-9
+    np.testing.assert_allclose(turned.phase, -flipped.phase, atol=1e-6)
+    with pytest.raises(ValueError, match='other half-turn'):
+        ptychography(sim.datacube, defocus=-truth['C1'],
+                     rotation_deg=truth['rotation_deg'],
+                     transpose=truth['transpose'], num_iter=1,
+                     continue_from=turned)

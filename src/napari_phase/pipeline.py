@@ -12,6 +12,7 @@ ptychography read them from it, as the widgets do.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
@@ -29,10 +30,12 @@ from .compute.detectors import (
 )
 from .compute.direct import direct_ptychography_steps
 from .compute.dpc import dpc
+from .compute.halfturn import adopt, differs, settled
 from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import ptychography_iter
 from .compute.reduce import run_steps
+from .compute.score import quality
 from .io.layers import real_space_layer
 from .recipe import STEP_ORDER, RecipeError, validate
 
@@ -104,6 +107,7 @@ def pipeline(
             if inspect.isgenerator(running):  # reports its own progress
                 yield from running
             yield Progress(step, 1.0)
+    _show(run, cube.source)
     return run
 
 
@@ -201,18 +205,18 @@ def _dpc(params, cube, run, **_):
     kwargs = {k: v for k, v in params.items()
               if k not in ('mask', 'mask_threshold', 'mask_shapes')
               and v is not None}
-    result = dpc(cube, mask=_dpc_mask(params, cube, run.calibration),
-                 **kwargs)
+    cal = run.calibration
+    result = adopt(cal, dpc(cube, mask=_dpc_mask(params, cube, cal),
+                            **kwargs))
+    if cal.rotation_deg is None:
+        cal.update(**result.calibration_update())
     run.results['dpc'] = result
-    run.layers.append(real_space_layer(
-        result.phase, 'DPC phase', result.pixel_size,
-        result.parameters | {'recipe': params}, colormap='gray'))
 
 
 def _dpc_mask(params, cube, cal):
-    kind = params.get('mask') or 'none'
+    kind = params.get('mask') or 'bf'
     if kind == 'bf':
-        return bf_mask(cal, cube.detector_shape)
+        return 'bf'
     if kind == 'threshold':
         mean = to_numpy(cube.mean_and_max_pattern()[0])
         return mean > (params.get('mask_threshold') or 0.8) * mean.max()
@@ -227,17 +231,9 @@ def _dpc_mask(params, cube, cal):
 def _parallax(params, cube, recipe, run, **_):
     kwargs = _method_kwargs(params, recipe)
     result = yield from _fractions('parallax', parallax_steps(cube, **kwargs))
+    result = adopt(run.calibration, result)
     run.results['parallax'] = result
     run.calibration.update(**result.calibration_update())
-    source = {'source': cube.source}
-    for key, name in (('aligned', 'parallax BF'),
-                      ('upsampled', 'parallax upsampled'),
-                      ('phase', 'parallax phase')):
-        run.layers.append(real_space_layer(
-            np.asarray(to_numpy(getattr(result, key))), name,
-            result.pixel_size[key], result.parameters | source,
-            result.origin[key],
-            colormap='gray'))
 
 
 def _direct(params, cube, probe, recipe, run, **_):
@@ -246,11 +242,7 @@ def _direct(params, cube, probe, recipe, run, **_):
         kwargs['vacuum_probe'] = to_numpy(probe)
     result = yield from _fractions('direct',
                                    direct_ptychography_steps(cube, **kwargs))
-    run.results['direct'] = result
-    run.layers.append(real_space_layer(
-        result.phase, 'direct phase', result.pixel_size,
-        result.parameters | {'recipe': params}, result.origin,
-        colormap='gray'))
+    run.results['direct'] = adopt(run.calibration, result)
 
 
 def _ptychography(params, cube, probe, recipe, run, **_):
@@ -276,13 +268,98 @@ def _ptychography(params, cube, probe, recipe, run, **_):
                 break
             # iterations count on through continued runs
             yield Progress('ptychography', step.iteration / max(total, 1))
-    run.results['ptychography'] = result
-    parameters = result.parameters | {'source': cube.source}
-    for image, name in ((result.phase, 'ptychography phase'),
-                        (result.amplitude, 'ptychography amplitude')):
-        run.layers.append(real_space_layer(
-            image, name, result.pixel_size, parameters, result.origin,
-            colormap='gray'))
+    run.results['ptychography'] = adopt(run.calibration, result)
+
+
+def _show(run: PipelineResult, source: str) -> None:
+    """The methods' layers, once the half-turn is settled: every result at
+    the calibration's pair, DPC's and parallax's contrast matched to the
+    high-resolution phase (ptychography, else direct) where there is one;
+    an uncertain half-turn shows both candidates and warns."""
+    cal, results = run.calibration, run.results
+    for step, result in results.items():
+        if differs(getattr(result, 'rotation_deg', None), cal.rotation_deg):
+            results[step] = result.other_half_turn()
+    reference = results.get('ptychography') or results.get('direct')
+    uncertain = not settled(cal) and any(step in results for step in LAYERS)
+    for step, names in LAYERS.items():
+        if step not in results:
+            continue
+        result = results[step]
+        sign, contrast = (_contrast(result, reference, cal.scan_step)
+                          if step in ('dpc', 'parallax') else (1, ''))
+        for name, image, pixel, origin in names(result):
+            layer = real_space_layer(
+                sign * np.asarray(to_numpy(image)) if 'phase' in name
+                else np.asarray(to_numpy(image)), name, pixel,
+                result.parameters | _recorded(result, contrast, source),
+                origin, colormap='gray')
+            run.layers.append(layer)
+            if uncertain and name.endswith('phase'):
+                run.layers.append(_other_candidate(layer))
+    if uncertain:
+        warnings.warn(
+            f'{source}: the half-turn is uncertain ({cal.half_turn}): the '
+            "'(other half-turn)' layers show the other candidate; choose "
+            'with defocus_sign in the parallax step or Calibration > '
+            'half-turn in the window', stacklevel=2)
+
+
+#: Each method's layers: (name, image, pixel size Å, origin Å).
+LAYERS = {
+    'dpc': lambda r: [('DPC phase', r.phase, r.pixel_size, (0.0, 0.0))],
+    'parallax': lambda r: [
+        (name, getattr(r, key), r.pixel_size[key], r.origin[key])
+        for key, name in (('aligned', 'parallax BF'),
+                          ('upsampled', 'parallax upsampled'),
+                          ('phase', 'parallax phase'))],
+    'direct': lambda r: [('direct phase', r.phase, r.pixel_size, r.origin)],
+    'ptychography': lambda r: [
+        ('ptychography phase', r.phase, r.pixel_size, r.origin),
+        ('ptychography amplitude', r.amplitude, r.pixel_size, r.origin)],
+}
+#: Largest registration shift (fraction of the field) between two phases
+#: of one scan: they share the scan frame, so only small offsets.
+SAME_SCAN_SHIFT = 0.03
+#: Band-passed correlation below which two phases are not compared.
+MIN_CONTRAST_R = 0.5
+
+
+def _contrast(result, reference, scan_step) -> tuple[int, str]:
+    """Sign that shows ``result``'s phase with the contrast of the
+    high-resolution ``reference`` phase (compared at 2 scan steps, Å), and
+    what was done."""
+    if reference is None:
+        return 1, ''
+    pixel = (result.pixel_size['phase'] if isinstance(result.pixel_size,
+                                                        dict)
+             else result.pixel_size)
+    r = quality(result.phase, reference.phase, pixel, reference.pixel_size,
+                2 * scan_step,
+                truth_origin=reference.origin,
+                max_shift=SAME_SCAN_SHIFT).correlation
+    if abs(r) < MIN_CONTRAST_R:
+        return 1, (f'r = {r:+.2f} with the high-resolution phase: too '
+                   'weak to compare contrasts')
+    if r > 0:
+        return 1, f'r = {r:+.2f} with the high-resolution phase'
+    return -1, (f'r = {r:+.2f} with the high-resolution phase: shown '
+                'negated (strong scatterers and defocus can invert CoM and '
+                'bright-field contrast at the right half-turn)')
+
+
+def _recorded(result, contrast: str, source: str) -> dict:
+    """What a layer records beyond the method's parameters."""
+    return {'source': source, 'half_turn': getattr(result, 'half_turn', ''),
+            'quantitative': bool(result.quantitative),
+            'contrast': contrast}
+
+
+def _other_candidate(layer: tuple) -> tuple:
+    """A hidden copy of a phase layer at the other half-turn."""
+    data, attrs, kind = layer
+    return (-data, attrs | {'name': f'{attrs["name"]} (other half-turn)',
+                            'visible': False}, kind)
 
 
 def _method_kwargs(params, recipe, exclude=()) -> dict:

@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import polar
 
 from .backend import fft_of, xp_of
 from .geometry import (
@@ -93,24 +92,23 @@ class AffineFit:
     M: np.ndarray  # (2, 2) Å per radian, scan frame
 
 
-def affine_fit(theta, shifts, rotation_deg=None, transpose=None) -> AffineFit:
-    """Least-squares ``shifts (N,2) Å ≈ M·theta (N,2) rad + c`` and its
-    polar decomposition into rotation, transpose and a symmetric part
-    (C1 and astigmatism). A wrong transpose makes ``det M < 0``."""
+def affine_fit(theta, shifts, rotation_deg, transpose) -> AffineFit:
+    """Least-squares ``shifts (N,2) Å ≈ M·theta (N,2) rad + c`` split as
+    ``M = R(rotation)·P·swap?`` with P symmetric (C1 and astigmatism), for
+    the given transpose. The split is exact for any P: with
+    ``M·swap? = [[a, b], [c, d]]``, ``R(−θ)·M·swap?`` is symmetric for
+    ``tan θ = (c − b)/(a + d)``; of θ and θ + 180° the one with C1 =
+    trace(P)/2 ≥ 0 is returned, unless the rotation is forced."""
     design = np.column_stack([theta, np.ones(len(theta))])
     coef, *_ = np.linalg.lstsq(design, shifts, rcond=None)
     M = coef[:2].T
-    if transpose is None:
-        transpose = bool(np.linalg.det(M) < 0)
-    M_q = M[:, ::-1] if transpose else M  # s = M_q·swap?(θ)
+    (a, b), (c, d) = M[:, ::-1] if transpose else M
     if rotation_deg is None:
-        U, P = polar(M_q, side='right')
-        rotation_deg = float(np.rad2deg(np.arctan2(U[1, 0], U[0, 0])))
-    else:
-        P = rotation_matrix(rotation_deg).T @ M_q
-        P = (P + P.T) / 2
+        rotation_deg = float(np.rad2deg(np.arctan2(c - b, a + d)))
+    P = rotation_matrix(rotation_deg).T @ np.array([[a, b], [c, d]])
     return AffineFit(
-        wrap_degrees(rotation_deg), transpose, float(np.trace(P) / 2), M
+        wrap_degrees(rotation_deg), bool(transpose),
+        float(np.trace(P) / 2), M
     )
 
 

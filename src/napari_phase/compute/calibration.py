@@ -41,6 +41,8 @@ FIELD_HELP = {
     'C1': 'C1 = −defocus (Å)',
     'aberrations': 'higher aberrations, polar (Å, degrees)',
     'half_turn': 'how the 180° ambiguity of rotation and C1 was resolved',
+    'half_turn_source': 'the method (or the user) that resolved it',
+    'half_turn_confidence': 'its evidence in standard errors (None: user)',
 }
 
 #: Values offered when a field is missing (the user is told which were used).
@@ -75,6 +77,8 @@ class Calibration:
     C1: float | None = None
     aberrations: dict[str, float] = field(default_factory=dict)
     half_turn: str | None = None
+    half_turn_source: str | None = None
+    half_turn_confidence: float | None = None
 
     @property
     def wavelength(self) -> float:

@@ -23,7 +23,7 @@ py4DSTEM 0.14.18 reports φ/2π ("cycles"); we report radians.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,21 +31,13 @@ from .backend import ProgressCallback, fft_of, to_numpy, xp_of
 from .calibration import Calibration
 from .com import centers_of_mass
 from .datacube import DataCube
+from .detectors import bf_mask
 from .geometry import detector_to_scan, wrap_degrees
-from .halfturn import positive_phase_sign
+from .halfturn import Evidence, evidence, user_choice
+from .rotation import RotationCurve, best_rotation, rotation_curve
 
 #: Largest |forced rotation| accepted (degrees).
 MAX_FORCED_ROTATION = 360.0
-
-
-@dataclass
-class RotationCurve:
-    """How far from a gradient field the rotated CoM is, versus the trial
-    rotation: the fraction of its energy that is curl (see curl_form)."""
-
-    angles_deg: np.ndarray  # (n,) degrees, one half-turn
-    curl: np.ndarray  # (n,) non-gradient fraction (0–1), transpose False
-    curl_transposed: np.ndarray  # (n,) the same, transpose True
 
 
 @dataclass
@@ -57,8 +49,7 @@ class DPCResult:
     rotation_deg: float  # geometric θ: c_R = R(θ)·swap?(c_Q)
     transpose: bool
     rotation_curve: RotationCurve
-    half_turn: str  # how θ vs θ + 180° was chosen
-    half_turn_confidence: float | None  # |skewness|; None when forced
+    half_turn_evidence: Evidence  # for the returned θ (full-detector phase)
     mask_sign: int  # −1 when the mask inverts the contrast
     contrast: str  # what the mask did to the contrast ('' without mask)
     empty_patterns: int  # patterns with no counts in the mask
@@ -68,6 +59,28 @@ class DPCResult:
     error: float  # its final NMSE of the gradient fit
     parameters: dict = field(default_factory=dict)  # every input
 
+    #: The phase is in radians but not on the true scale: the CoM is
+    #: that of the probe-blurred phase, and a mask keeps part of it.
+    quantitative = False
+
+    @property
+    def half_turn(self) -> str:
+        """How θ vs θ + 180° was chosen."""
+        return self.half_turn_evidence.describe()
+
+    def other_half_turn(self) -> DPCResult:
+        """The result at θ + 180°: CoM and phase negated."""
+        e = self.half_turn_evidence
+        return replace(
+            self, phase=-self.phase, com=-self.com,
+            rotation_deg=wrap_degrees(self.rotation_deg + 180.0),
+            half_turn_evidence=Evidence(e.source, -e.skewness, e.z))
+
+    def calibration_update(self) -> dict:
+        """The fitted rotation and transpose, for the calibration."""
+        return {'rotation_deg': float(self.rotation_deg),
+                'transpose': bool(self.transpose)}
+
     @property
     def com_inv_A(self) -> np.ndarray:
         """The CoM in Å⁻¹ (cycles), scan frame."""
@@ -76,7 +89,7 @@ class DPCResult:
 
 def dpc(
     cube: DataCube,
-    mask=None,
+    mask='bf',
     rotation_deg: float | None = None,
     transpose: bool | None = None,
     flip_half_turn: bool | None = None,
@@ -89,8 +102,10 @@ def dpc(
 ) -> DPCResult:
     """DPC phase (radians) of ``cube``; the cube is not modified.
 
-    ``mask`` (Qx, Qy) weights the detector for the displayed phase (None:
-    the whole detector). ``rotation_deg`` / ``transpose`` force the scan
+    ``mask`` (Qx, Qy) weights the detector for the rotation fit and the
+    displayed phase: 'bf' the bright-field disk + 2 px (the whole detector
+    while the probe is not calibrated), None the whole detector.
+    ``rotation_deg`` / ``transpose`` force the scan
     rotation (degrees, |θ| ≤ 360, taken as the geometric angle) and the
     transpose; None fits them. ``flip_half_turn``: None chooses θ vs
     θ + 180° by phase positivity (unless the rotation is forced); False /
@@ -110,6 +125,7 @@ def dpc(
             f'got {padding_factor}, {step_size} and {max_iter}'
         )
     report = progress or (lambda fraction: None)
+    mask = _mask(mask, cube)
     masks = [None] if mask is None else [None, mask]
     coms = centers_of_mass(
         cube.data, masks, descan, lambda f: report(0.8 * f)
@@ -126,7 +142,7 @@ def dpc(
         detector_to_scan(full, fitted, swap)
     )
     report(0.9)
-    rotation, sign, text, confidence = _half_turn(
+    rotation, sign, found = _half_turn(
         full_phase, fitted, rotation_deg, flip_half_turn
     )
     full_phase = sign * full_phase
@@ -145,8 +161,7 @@ def dpc(
         rotation_deg=rotation,
         transpose=swap,
         rotation_curve=curve,
-        half_turn=text,
-        half_turn_confidence=confidence,
+        half_turn_evidence=found,
         mask_sign=mask_sign,
         contrast=contrast,
         empty_patterns=coms[-1].empty,
@@ -201,124 +216,31 @@ def _calibration_used(cal: Calibration) -> dict:
             for name in ('scan_step', 'q_pixel_mrad', 'energy')}
 
 
-# --- rotation and transpose ------------------------------------------------
-#
-# The rotated field f(θ) = R(θ)·swap?(c) = cos θ·F₀ + sin θ·F₉₀ with
-# F₀ = swap?(c) and F₉₀ = R(90°)·F₀. Its non-gradient (solenoidal) energy
-# E(θ) = Σ_k |k̂ × f̂(k)|² is the mean-square curl weighted by 1/|k|²: the
-# least-squares misfit of the best phase, so noise at high k, which
-# dominates py4DSTEM's mean |curl| of central differences, weighs no more
-# than the signal. E is a quadratic form in (cos θ, sin θ): its minimum is
-# an eigenvector of a 2×2 matrix, exact, with no angle grid. The field is
-# mirror-extended (the even extension of the phase) so that the scan edges
-# are not counted as curl.
-
-
-def _mirrored(f, odd_axis: int):
-    """``f`` extended by its mirror image along both axes, negated along
-    ``odd_axis`` (a gradient component is odd along its own axis)."""
-    for axis in (0, 1):
-        sign = -1 if axis == odd_axis else 1
-        f = np.concatenate([f, sign * np.flip(f, axis)], axis=axis)
-    return f
-
-
-def _solenoidal(field):
-    """k̂ × f̂(k) of the mirror-extended field (2, Rx, Ry), and |f̂|²'s sum."""
-    fx = np.fft.fft2(_mirrored(field[0], 0))
-    fy = np.fft.fft2(_mirrored(field[1], 1))
-    kx = np.fft.fftfreq(fx.shape[0])[:, None]
-    ky = np.fft.fftfreq(fx.shape[1])[None, :]
-    k = np.hypot(kx, ky)
-    k[0, 0] = np.inf
-    energy = float(np.sum(np.abs(fx) ** 2 + np.abs(fy) ** 2))
-    return (kx * fy - ky * fx) / k, energy
-
-
-def curl_form(com: np.ndarray, transpose: bool) -> np.ndarray:
-    """2×2 matrix Q: the non-gradient fraction of R(θ)·swap?(com) is
-    (cos θ, sin θ)·Q·(cos θ, sin θ)ᵀ. ``com`` (2, Rx, Ry), detector frame."""
-    f0 = com[::-1] if transpose else com
-    t0, energy = _solenoidal(f0)
-    t90, _ = _solenoidal(np.stack([-f0[1], f0[0]]))
-    cross = np.vdot(t0, t90).real
-    form = np.array([[np.vdot(t0, t0).real, cross],
-                     [cross, np.vdot(t90, t90).real]])
-    return form / (energy or 1.0)
-
-
-def _non_gradient_fraction(form, angles_deg) -> np.ndarray:
-    theta = np.deg2rad(np.atleast_1d(angles_deg))
-    v = np.stack([np.cos(theta), np.sin(theta)])
-    return np.einsum('in,ij,jn->n', v, form, v)
-
-
-def rotation_curve(com: np.ndarray, step_deg: float = 1.0) -> RotationCurve:
-    """Non-gradient (curl) fraction of R(θ)·swap?(com) over one half-turn
-    of θ, both transposes. ``com`` (2, Rx, Ry), detector frame."""
-    if min(com.shape[1:]) < 3:
-        raise ValueError(
-            f'the scan ({com.shape[1]}×{com.shape[2]}) is too small to fit a'
-            ' rotation: it needs at least 3×3 positions'
-        )
-    angles = np.arange(-90.0, 90.0, step_deg)
-    return RotationCurve(
-        angles,
-        _non_gradient_fraction(curl_form(com, False), angles),
-        _non_gradient_fraction(curl_form(com, True), angles),
-    )
-
-
-def best_rotation(
-    com: np.ndarray,
-    rotation_deg: float | None = None,
-    transpose: bool | None = None,
-) -> tuple[float, bool]:
-    """The least-curl (rotation, transpose), the rotation modulo 180° in
-    (−90, 90], unless forced: a forced rotation is returned as given (the
-    transpose is then chosen at that angle); a forced transpose restricts
-    the search."""
-    options = (False, True) if transpose is None else (bool(transpose),)
-    candidates = []
-    for option in options:
-        form = curl_form(com, option)
-        if rotation_deg is None:
-            values, vectors = np.linalg.eigh(form)
-            angle = _half_turn_range(
-                np.rad2deg(np.arctan2(vectors[1, 0], vectors[0, 0]))
-            )
-            candidates.append((values[0], angle, option))
-        else:
-            fraction = _non_gradient_fraction(form, rotation_deg)[0]
-            candidates.append((fraction, float(rotation_deg), option))
-    _, angle, option = min(candidates)
-    return angle, option
-
-
-def _half_turn_range(angle: float) -> float:
-    """``angle`` modulo 180°, in (−90, 90]."""
-    wrapped = (angle + 90.0) % 180.0 - 90.0
-    return 90.0 if wrapped == -90.0 else float(wrapped)
-
-
 # --- the half-turn -------------------------------------------------------
 
 
 def _half_turn(full_phase, fitted, forced_rotation, flip):
-    """(rotation, sign, text, confidence): ``sign·full_phase`` is the phase
-    at ``rotation`` (θ + 180° negates the CoM and the phase)."""
-    sign, skew, criterion = positive_phase_sign(full_phase)
+    """(rotation, sign, evidence): ``sign·full_phase`` is the phase at
+    ``rotation`` (θ + 180° negates the CoM and the phase); the evidence is
+    for that rotation. A forced rotation or half-turn is the user's."""
+    found = evidence('DPC', full_phase)
     if flip is None and forced_rotation is None:
-        rotation = fitted if sign > 0 else fitted + 180.0
-        return (wrap_degrees(rotation), sign,
-                f'full-detector DPC {criterion}', skew)
-    flip_sign = -1 if flip else 1
-    agrees = 'agrees' if sign == flip_sign else 'DISAGREES'
-    what = 'rotation' if flip is None else 'half-turn'
-    text = (f'{what} forced by the user; the full-detector DPC phase has '
-            f'skewness {flip_sign * sign * skew:+.2f} there: phase '
-            f'positivity {agrees}')
-    return wrap_degrees(fitted + 180.0 * bool(flip)), flip_sign, text, None
+        sign = 1 if found.keeps else -1
+        return (wrap_degrees(fitted + 90.0 * (1 - sign)), sign,
+                Evidence('DPC', sign * found.skewness, found.z))
+    sign = -1 if flip else 1
+    return wrap_degrees(fitted + 180.0 * bool(flip)), sign, user_choice()
+
+
+def _mask(mask, cube):
+    """The detector weights that ``mask`` names (see :func:`dpc`)."""
+    if not isinstance(mask, str):
+        return mask
+    if mask != 'bf':
+        raise ValueError(f"mask must be 'bf', None or an array, not {mask!r}")
+    if cube.calibration.missing('probe_center', 'probe_radius'):
+        return None
+    return bf_mask(cube.calibration, cube.detector_shape)
 
 
 def _mask_contrast(masked_phase, full_phase) -> tuple[int, str]:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -60,9 +60,11 @@ from .backend import (
     xp_of,
 )
 from .datacube import DataCube
-from .halfturn import positive_phase_sign
+from .geometry import wrap_degrees
+from .halfturn import Evidence, evidence, user_choice
 from .kde import kde_upsample
 from .reduce import run_steps
+from .rotation import best_rotation
 
 #: Fewest BF pixels worth aligning.
 MIN_BF_PIXELS = 10
@@ -101,18 +103,39 @@ class ParallaxResult:
     significant: dict  # 'C10', 'C12', ...: measured above the noise
     rotation_deg: float | None  # None when there is no parallax to fit
     transpose: bool | None
-    half_turn: str  # how the 180° ambiguity was resolved
-    half_turn_confidence: float
+    half_turn_evidence: Evidence | None  # for the returned pair; None: none
     upsample_factor: float
     pixel_size: dict  # 'aligned', 'upsampled', 'phase' → Å
     origin: dict  # same keys → (x, y) Å
     parameters: dict
     warnings: list[str] = field(default_factory=list)
 
+    #: The CTF-corrected phase is a lower bound of the true phase (the
+    #: transfer is divided out only where it is large).
+    quantitative = False
+
     @property
     def C1(self) -> float:
         """C1 = C10 = −defocus (Å)."""
         return self.aberrations['C10']
+
+    @property
+    def half_turn(self) -> str:
+        """How the 180° ambiguity was resolved."""
+        if self.half_turn_evidence is None:
+            return 'no parallax: half-turn undetermined'
+        return self.half_turn_evidence.describe()
+
+    def other_half_turn(self) -> ParallaxResult:
+        """The result at (θ + 180°, −C_mn): the phase negated."""
+        if self.rotation_deg is None:
+            return self
+        e = self.half_turn_evidence
+        return replace(
+            self, phase=-self.phase,
+            rotation_deg=wrap_degrees(self.rotation_deg + 180.0),
+            aberrations=half_turn(self.aberrations),
+            half_turn_evidence=Evidence(e.source, -e.skewness, e.z))
 
     def calibration_update(self) -> dict:
         """The fitted values to hand on through the shared calibration
@@ -132,7 +155,6 @@ class ParallaxResult:
             transpose=bool(self.transpose),
             C1=float(self.C1),
             aberrations=aberrations,
-            half_turn=f'parallax: {self.half_turn}',
         )
 
 
@@ -215,7 +237,10 @@ def parallax_steps(
 
     step = cal.scan_step
     gain = _sharpening(spectra, measured)
-    fit, model, notes = _fit(theta[inner], measured * step, groups, gain, p)
+    transpose = (p['transpose'] if p['transpose'] is not None
+                 else _curl_transpose(images, theta, p['object_padding_px']))
+    fit, model, notes = _fit(theta[inner], measured * step, groups, gain,
+                             transpose, p)
     if fit.rotation_deg is None:  # no parallax: the images are aligned
         shifts = np.zeros_like(theta)
     else:  # the aperture-edge pixels follow the fit
@@ -247,7 +272,7 @@ def parallax_steps(
         _crop(image, pad, cube.scan_shape, f)
         for image, f in ((aligned, 1), (upsampled, factor), (phase, factor))
     )
-    fit, phase, text, confidence = _resolve_half_turn(fit, phase, p, factor)
+    fit, phase, found = _resolve_half_turn(fit, phase, p, factor)
     yield 1.0
     return ParallaxResult(
         aligned=aligned.astype(np.float32),
@@ -261,8 +286,7 @@ def parallax_steps(
         significant=fit.significant,
         rotation_deg=fit.rotation_deg,
         transpose=fit.transpose,
-        half_turn=text,
-        half_turn_confidence=confidence,
+        half_turn_evidence=found,
         upsample_factor=factor,
         pixel_size={
             'aligned': step,
@@ -410,10 +434,11 @@ class _Fit:
     offset: np.ndarray  # Å, scan frame
 
 
-def _fit(theta, shifts, groups, gain, p):
-    """Rotation, transpose and aberrations from the shifts (Å); notes on
-    anything the user should know (no parallax, insignificant terms)."""
-    affine = affine_fit(theta, shifts, p['rotation_deg'], p['transpose'])
+def _fit(theta, shifts, groups, gain, transpose, p):
+    """Rotation and aberrations from the shifts (Å) for ``transpose``;
+    notes on anything the user should know (no parallax, insignificant
+    terms)."""
+    affine = affine_fit(theta, shifts, p['rotation_deg'], transpose)
     n_groups = len(np.unique(groups))
     order = p['fit_max_order']
     while order > 2 and _n_coefficients(order) > n_groups:
@@ -492,36 +517,37 @@ def _n_coefficients(max_radial_order):
 
 
 def _resolve_half_turn(fit: _Fit, phase, p, factor):
-    """Pick (θ, C1) or (θ + 180°, −C1): forced rotation, forced defocus
-    sign, or positivity of the CTF-corrected phase."""
+    """Pick (θ, C1) or (θ + 180°, −C1): forced rotation or defocus sign
+    (the user's), else the positivity of the CTF-corrected phase inside
+    the edge blend. Returns the fit, the phase and the evidence."""
     if fit.rotation_deg is None:
-        return fit, phase, 'no parallax: half-turn undetermined', 0.0
+        return fit, phase, None
     if p['rotation_deg'] is not None:
-        return fit, phase, f'rotation forced to {p["rotation_deg"]:g}°', 1.0
+        return fit, phase, user_choice()
     if p['defocus_sign'] is not None:
         flip = np.sign(fit.aberrations['C10']) != p['defocus_sign']
-        text, confidence = (
-            'defocus sign forced: C1 '
-            + ('> 0' if p['defocus_sign'] > 0 else '< 0'),
-            1.0,
-        )
+        found = user_choice(not flip)
     else:
         margin = int(math.ceil(p['edge_blend'] * factor))
-        interior = np.zeros(phase.shape, bool)
-        interior[
-            margin : phase.shape[0] - margin, margin : phase.shape[1] - margin
-        ] = True
-        sign, confidence, text = positive_phase_sign(phase, interior)
-        flip = sign < 0
+        found = evidence('parallax', phase, margin=margin)
+        flip = not found.keeps
     if flip:
-        fit.rotation_deg = (
-            fit.rotation_deg + 180.0
-            if fit.rotation_deg <= 0
-            else fit.rotation_deg - 180.0
-        )
+        fit.rotation_deg = wrap_degrees(fit.rotation_deg + 180.0)
         fit.aberrations = half_turn(fit.aberrations)
         phase = -phase
-    return fit, phase, text, confidence
+        found = Evidence(found.source, -found.skewness, found.z)
+    return fit, phase, found
+
+
+def _curl_transpose(images, theta, padding) -> bool:
+    """The transpose under which the bright-field CoM (the aligned images'
+    weights over the BF angles) is most nearly a gradient field
+    (compute/rotation.py), inside the blended scan."""
+    x0, y0 = (n // 2 for n in padding)
+    inner = to_numpy(images)[:, x0:images.shape[1] - (padding[0] - x0),
+                             y0:images.shape[2] - (padding[1] - y0)]
+    com = np.einsum('nk,nxy->kxy', theta, inner) / inner.sum(axis=0)
+    return best_rotation(com - com.mean(axis=(1, 2), keepdims=True))[1]
 
 
 def _default_upsample(theta, cal, detector_shape):

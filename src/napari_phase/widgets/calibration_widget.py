@@ -5,6 +5,9 @@ datacube's mean pattern) and draws the disk on the diffraction view;
 "Apply" writes probe centre and radius, the Q pixel size (semiangle /
 radius), scan step, energy and semiangle into THE datacube's calibration
 object (the one every later widget reads) and rescales the datacube layer.
+"Half-turn" shows how the 180° ambiguity of rotation and C1 was decided
+(docs/conventions.md) and lets the user keep that pair or take the other
+one; the methods' phase layers follow.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import napari
 from magicgui.widgets import ComboBox, FloatSpinBox, PushButton
 
 from ..compute.calibration import DEFAULTS, FIELD_HELP
+from ..compute.halfturn import choose
 from ..compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from ._common import (
     StepWidget,
@@ -49,14 +53,21 @@ class CalibrationWidget(StepWidget):
                                       max=1e4, step=10)
         self.apply_button = PushButton(text='Apply')
         self.result = wrapped_label()
+        self.half_turn = wrapped_label()
+        self.keep_button = PushButton(text='Keep this half-turn')
+        self.flip_button = PushButton(text='Take the other half-turn')
         super().__init__(
             viewer, 'Fit', 'Probe fit',
             fields=[self.probe_layer, self.thresh_lower, self.thresh_upper,
                     self.scan_step, self.semiangle, self.energy_kv],
-            below=[self.result, self.apply_button],
+            below=[self.result, self.apply_button, self.half_turn,
+                   self.keep_button, self.flip_button],
         )
         self.fit_result: tuple[object, ProbeFit] | None = None
         on_click(self.apply_button, self.apply, self.status)
+        on_click(self.keep_button, lambda: self.choose(True), self.status)
+        on_click(self.flip_button, lambda: self.choose(False), self.status)
+        self._calibration = None
         self.load()
 
     def load(self, *_):
@@ -69,6 +80,7 @@ class CalibrationWidget(StepWidget):
             self.status.value = 'Open a 4D-STEM datacube first.'
             return
         cal = datacube_of(layer).calibration
+        self._follow(cal)
         fields = ('scan_step', 'semiangle', 'energy')
         step, semiangle, energy = (
             DEFAULTS[n] if getattr(cal, n) is None else getattr(cal, n)
@@ -147,6 +159,46 @@ class CalibrationWidget(StepWidget):
                                 ' No probe fit yet: probe centre/radius and '
                                 'Q pixel left as they were (press Fit).')
         )
+
+
+    # -- the half-turn -------------------------------------------------
+    def _follow(self, cal) -> None:
+        """Show ``cal``'s half-turn decision now and when it changes."""
+        if self._calibration is not None:
+            self._calibration.events.all.disconnect(self._show_half_turn)
+        cal.events.all.connect(self._show_half_turn)
+        self._calibration = cal
+        self._show_half_turn()
+
+    def _show_half_turn(self, *_):
+        cal = self._calibration
+        decided = cal.rotation_deg is not None
+        pair = (f'rotation {cal.rotation_deg:.1f}°'
+                + ('' if cal.C1 is None else f', C1 {cal.C1:.0f} Å')
+                if decided else '')
+        self.half_turn.value = (
+            f'Half-turn: {pair}; {cal.half_turn or "not decided"}.'
+            if decided else 'Half-turn: no rotation yet (run DPC or '
+            'parallax).')
+        for button in (self.keep_button, self.flip_button):
+            button.enabled = decided
+
+    def choose(self, keep: bool):
+        """The user's half-turn: keep the calibration's pair or take the
+        other (θ + 180°, −C1); the methods' phase layers follow."""
+        choose(self._calibration, keep)
+        if not keep:
+            for layer in self.viewer.layers:
+                if layer.name in METHOD_PHASES:
+                    layer.data = -layer.data
+        self.status.value = ('Half-turn kept.' if keep else
+                             'Other half-turn taken: the phase layers are '
+                             'negated; rerun a method to refine it.')
+
+
+#: The methods' phase layers, which follow the half-turn.
+METHOD_PHASES = ('DPC phase', 'parallax phase', 'direct phase',
+                 'ptychography phase', 'tuned phase')
 
 
 def draw_disk(model, center, radius: float, scale) -> None:

@@ -26,8 +26,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
 from ..compute.backend import to_numpy
-from ..compute.detectors import bf_mask
 from ..compute.dpc import DPCResult, dpc
+from ..compute.halfturn import adopted
 from ..pipeline import drawn_mask
 from ._common import (
     StepWidget,
@@ -122,7 +122,7 @@ class DPCWidget(StepWidget):
 
     def _masks(self, _=None):
         drawn = [DETECTOR + name for name in drawn_detectors(self.viewer)]
-        return [NO_MASK, THRESHOLD, BF, *drawn]
+        return [BF, NO_MASK, THRESHOLD, *drawn]
 
     def load(self, *_):
         """A new datacube: write the rotation by default only if its
@@ -165,7 +165,7 @@ class DPCWidget(StepWidget):
             mean = to_numpy(cube.mean_and_max_pattern(progress)[0])
             return mean > mask['mask_threshold'] * mean.max()
         if mask['mask'] == 'bf':
-            return bf_mask(cube.calibration, cube.detector_shape)
+            return 'bf'  # the whole detector while the probe is unknown
         if mask['mask'] == 'detector':
             return drawn_mask(mask['mask_shapes'], cube.detector_shape)
         return None
@@ -177,7 +177,7 @@ class DPCWidget(StepWidget):
         kwargs = self.parameters()
         mask = self._mask_parameters()
         recorded = {'method': 'dpc', 'layer': layer.name, **mask}
-        runner = self.runner
+        runner, write = self.runner, self.write_calibration.value
 
         def job():
             yielded = runner.worker.yielded
@@ -189,24 +189,23 @@ class DPCWidget(StepWidget):
                 cube, mask, lambda f: progress(f, 0.0, 0.3))
             result = dpc(cube, mask=mask_array,
                          progress=lambda f: progress(f, 0.3, 0.7), **kwargs)
+            result, changes = adopted(cube.calibration, result, write)
             yield 1.0
-            return result, build_layers(result_layers(result, recorded))
+            return (result, changes if write else {},
+                    build_layers(result_layers(result, recorded)))
 
         self.runner.start(job, lambda done: self.show_result(*done, cube))
 
     # -- results -------------------------------------------------------
-    def show_result(self, result: DPCResult, built: list, cube):
+    def show_result(self, result: DPCResult, changes: dict, built: list,
+                    cube):
         """Show the layers (phase on top), the plot, the report and (if
-        ticked) write the calibration of ``cube``."""
+        ticked) write the rotation and the half-turn decision into the
+        calibration of ``cube``."""
         self.result = result
         publish(self.viewer, built, top=PHASE)
         self.plot.show_fit(result)
-        if self.write_calibration.value:
-            cube.calibration.update(
-                rotation_deg=result.rotation_deg,
-                transpose=result.transpose,
-                half_turn=f'DPC: {result.half_turn}',
-            )
+        cube.calibration.update(**changes)
         self.report.value = summary(result)
 
 

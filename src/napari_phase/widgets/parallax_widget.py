@@ -18,6 +18,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, SpinBox, Table
 
 from ..compute.backend import gpu_available, to_numpy
+from ..compute.halfturn import adopted
 from ..compute.parallax import ParallaxResult, parallax_steps
 from ._common import (
     StepWidget,
@@ -125,12 +126,14 @@ class ParallaxWidget(StepWidget):
 
         def job():
             result = yield from parallax_steps(cube, **params)
-            return result, build_layers(result_layers(result, cube)), \
+            result, changes = adopted(cube.calibration, result, True)
+            return result, changes, \
+                build_layers(result_layers(result, cube)), \
                 build_layers([shift_arrows(result, cube)])
 
         return self.runner.start(job, lambda done: self.show(*done, cube))
 
-    def show(self, result: ParallaxResult, images, arrows, cube):
+    def show(self, result: ParallaxResult, changes, images, arrows, cube):
         """Layers, table and calibration from a finished run."""
         self.result = result
         publish(self.viewer, images, top=PHASE)
@@ -139,7 +142,7 @@ class ParallaxWidget(StepWidget):
             result.aberrations, result.uncertainties, result.significant
         )
         self.summary.value = _summary(result)
-        cube.calibration.update(**result.calibration_update())
+        cube.calibration.update(**changes)
 
 
 def _parameters(result: ParallaxResult, cube) -> dict:

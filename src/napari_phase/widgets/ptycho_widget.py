@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from qtpy.QtCore import QTimer
 
 from ..compute.backend import gpu_available
+from ..compute.halfturn import adopted
 from ..compute.ptycho import PtychoResult, ptychography_iter
 from ._common import (
     META,
@@ -223,9 +224,9 @@ class PtychoWidget(StepWidget):
                 try:
                     step = next(steps)
                 except StopIteration as done:
-                    result = done.value
-                    return result, build_layers(result_layers(result,
-                                                              recorded))
+                    result, changes = adopted(cube.calibration, done.value)
+                    return result, changes, build_layers(
+                        result_layers(result, recorded))
                 phase_layer, start = None, time.perf_counter()
                 if want_phase.is_set():  # the view asked: crop here
                     want_phase.clear()
@@ -243,7 +244,7 @@ class PtychoWidget(StepWidget):
         self.result, self._latest, self._phase_layer = None, None, None
         self._errors = []
         self.plot.show_errors([])
-        worker = self.runner.start(job, lambda done: self.show_result(*done),
+        worker = self.runner.start(job, lambda done: self.show_result(*done, cube),
                                    self._live, stop=stop.set)
         if worker is not None:
             worker.finished.connect(self._timer.stop)
@@ -274,11 +275,13 @@ class PtychoWidget(StepWidget):
         if time.perf_counter() >= self._next_phase:
             self._want_phase.set()
 
-    def show_result(self, result: PtychoResult, built: list):
+    def show_result(self, result: PtychoResult, changes: dict,
+                    built: list, cube):
         """Show the object layers (phase on top), the probe in the
         diffraction view (hidden), the errors and how it ended."""
         self._timer.stop()
         self.result = result
+        cube.calibration.update(**changes)  # the half-turn, if it decided
         publish(self.viewer, built, top=PHASE)
         view = diffraction_view(self.viewer)
         q = result.parameters['calibration']['q_pixel_mrad']
@@ -295,7 +298,7 @@ class PtychoWidget(StepWidget):
         self.runner.describe(
             f'{"Stopped" if stopped else "Done"} after {done} iteration(s)'
             + (f', error {result.errors[-1]:.4g}' if result.errors else '')
-            + f'; {result.half_turn_check}.'
+            + f'; half-turn {result.half_turn_evidence.describe()}.'
         )
 
 

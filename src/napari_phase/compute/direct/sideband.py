@@ -53,10 +53,11 @@ K × N_Q numbers and never the data.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..aberrations import half_turn
 from ..backend import (
     ProgressCallback,
     available_memory,
@@ -67,8 +68,8 @@ from ..backend import (
     xp_of,
 )
 from ..datacube import DataCube
-from ..geometry import scan_to_detector
-from ..halfturn import positive_phase_sign
+from ..geometry import scan_to_detector, wrap_degrees
+from ..halfturn import HIGH_PASS, Evidence, evidence
 from ..parallax import _rescaled
 from ..reduce import run_steps
 from .kernel import SideBands, side_bands, trotter_sums
@@ -140,17 +141,25 @@ class DirectResult:
         filtered = np.fft.irfft2(np.fft.rfft2(padded) * self.transfer, shape)
         return filtered[x0 : x0 + nx, y0 : y0 + ny]
 
+    #: SSB's phase is in radians on the true scale where it transfers.
+    quantitative = True
+
     @property
-    def half_turn_check(self) -> str:
-        """Whether the phase is positively skewed (compute/halfturn.py),
-        as a specimen's is when the calibration's (θ, C1) are right."""
-        sign, _, text = positive_phase_sign(self.phase)
-        if sign > 0:
-            return f'half-turn consistent ({text})'
-        return (
-            'the phase is negatively skewed: the rotation and C1 are '
-            f'probably the other half-turn (θ + 180°, −C1); {text}'
-        )
+    def C1(self) -> float:
+        return self.aberrations.get('C10', 0.0)
+
+    @property
+    def half_turn_evidence(self) -> Evidence:
+        """The skewness of the phase high-passed like ptychography's."""
+        return evidence('direct', self.phase, self.pixel_size,
+                        high_pass=HIGH_PASS)
+
+    def other_half_turn(self) -> DirectResult:
+        """The result at (θ + 180°, −C_mn): the phase negated."""
+        return replace(
+            self, phase=-self.phase,
+            rotation_deg=wrap_degrees(self.rotation_deg + 180.0),
+            aberrations=half_turn(self.aberrations))
 
 
 class DirectPhase(PreparedPhase):

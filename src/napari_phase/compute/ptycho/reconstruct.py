@@ -299,6 +299,11 @@ class _Run:
             empty = (np.zeros if self.params['object_type'] == 'potential'
                      else np.ones)
             return empty(shape), probes, self.nominal.copy(), None, []
+        if previous.parameters.get('half_turn_flipped'):
+            raise ValueError(
+                'continue_from was turned to the other half-turn after it '
+                'ran (its phase is shown negated): a run cannot continue it; '
+                "reconstruct again from the calibration's pair")
         obj = np.array(previous.object)  # a copy: the result stays as it was
         obj = obj.reshape(-1, *obj.shape[-2:])
         if obj.shape != shape:

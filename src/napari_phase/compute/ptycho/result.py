@@ -3,12 +3,14 @@ every iteration (:class:`PtychoStep`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
-from ..halfturn import positive_phase_sign
+from ..aberrations import half_turn
+from ..geometry import wrap_degrees
+from ..halfturn import HIGH_PASS, Evidence, evidence
 
 
 @dataclass
@@ -55,18 +57,43 @@ class PtychoResult:
         single-slice object)."""
         return slice_phases(self.object_cropped)
 
+    #: The phase in radians on the true scale, once converged.
+    quantitative = True
+
     @property
-    def half_turn_check(self) -> str:
-        """Whether the phase agrees with the half-turn of (θ, C1) it was
-        given (compute/halfturn.py): a negatively skewed phase means the
-        calibration's pair is probably (θ + 180°, −C1) away from the truth."""
-        sign, _, text = positive_phase_sign(self.phase)
-        if sign > 0:
-            return f'half-turn consistent ({text})'
-        return (
-            'the phase is negatively skewed: the calibration\'s rotation '
-            'and C1 are probably the other half-turn (θ + 180°, −C1); '
-            f'{text}'
+    def rotation_deg(self) -> float:
+        return self.parameters['rotation_deg']
+
+    @property
+    def C1(self) -> float:
+        """C1 = −defocus (Å) of the pair used."""
+        return -self.parameters['defocus']
+
+    @property
+    def half_turn_evidence(self) -> Evidence:
+        """The skewness of the phase high-passed at :data:`HIGH_PASS` Å
+        (compute/halfturn.py): negative means the pair it was given is
+        probably the other half-turn of the truth."""
+        return evidence('ptychography', self.phase, self.pixel_size,
+                        high_pass=HIGH_PASS)
+
+    def other_half_turn(self) -> PtychoResult:
+        """The reconstruction at (θ + 180°, −C1): the conjugate object,
+        shown as the negated phase. Only the image changes over: a run
+        cannot continue from it (reconstruct from the new pair)."""
+        p = self.parameters
+        cropped = self.object_cropped
+        return replace(
+            self,
+            object_cropped=(np.conj(cropped) if np.iscomplexobj(cropped)
+                            else -cropped),
+            parameters=p | {
+                'rotation_deg': wrap_degrees(p['rotation_deg'] + 180.0),
+                'defocus': -p['defocus'],
+                'aberrations': half_turn(p.get('aberrations') or {}),
+                'half_turn_flipped': not p.get('half_turn_flipped', False),
+            },
+            probe_velocity=None,
         )
 
     @property

@@ -1,0 +1,119 @@
+"""Scan rotation and transpose from a CoM field: the (θ, transpose) whose
+rotated field is closest to a gradient (least curl), exactly, with no angle
+grid. Used by DPC (its CoM) and parallax (the bright-field CoM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RotationCurve:
+    """How far from a gradient field the rotated CoM is, versus the trial
+    rotation: the fraction of its energy that is curl (see curl_form)."""
+
+    angles_deg: np.ndarray  # (n,) degrees, one half-turn
+    curl: np.ndarray  # (n,) non-gradient fraction (0–1), transpose False
+    curl_transposed: np.ndarray  # (n,) the same, transpose True
+
+
+# --- rotation and transpose ------------------------------------------------
+#
+# The rotated field f(θ) = R(θ)·swap?(c) = cos θ·F₀ + sin θ·F₉₀ with
+# F₀ = swap?(c) and F₉₀ = R(90°)·F₀. Its non-gradient (solenoidal) energy
+# E(θ) = Σ_k |k̂ × f̂(k)|² is the mean-square curl weighted by 1/|k|²: the
+# least-squares misfit of the best phase, so noise at high k, which
+# dominates py4DSTEM's mean |curl| of central differences, weighs no more
+# than the signal. E is a quadratic form in (cos θ, sin θ): its minimum is
+# an eigenvector of a 2×2 matrix, exact, with no angle grid. The field is
+# mirror-extended (the even extension of the phase) so that the scan edges
+# are not counted as curl.
+
+
+def _mirrored(f, odd_axis: int):
+    """``f`` extended by its mirror image along both axes, negated along
+    ``odd_axis`` (a gradient component is odd along its own axis)."""
+    for axis in (0, 1):
+        sign = -1 if axis == odd_axis else 1
+        f = np.concatenate([f, sign * np.flip(f, axis)], axis=axis)
+    return f
+
+
+def _solenoidal(field):
+    """k̂ × f̂(k) of the mirror-extended field (2, Rx, Ry), and |f̂|²'s sum."""
+    fx = np.fft.fft2(_mirrored(field[0], 0))
+    fy = np.fft.fft2(_mirrored(field[1], 1))
+    kx = np.fft.fftfreq(fx.shape[0])[:, None]
+    ky = np.fft.fftfreq(fx.shape[1])[None, :]
+    k = np.hypot(kx, ky)
+    k[0, 0] = np.inf
+    energy = float(np.sum(np.abs(fx) ** 2 + np.abs(fy) ** 2))
+    return (kx * fy - ky * fx) / k, energy
+
+
+def curl_form(com: np.ndarray, transpose: bool) -> np.ndarray:
+    """2×2 matrix Q: the non-gradient fraction of R(θ)·swap?(com) is
+    (cos θ, sin θ)·Q·(cos θ, sin θ)ᵀ. ``com`` (2, Rx, Ry), detector frame."""
+    f0 = com[::-1] if transpose else com
+    t0, energy = _solenoidal(f0)
+    t90, _ = _solenoidal(np.stack([-f0[1], f0[0]]))
+    cross = np.vdot(t0, t90).real
+    form = np.array([[np.vdot(t0, t0).real, cross],
+                     [cross, np.vdot(t90, t90).real]])
+    return form / (energy or 1.0)
+
+
+def _non_gradient_fraction(form, angles_deg) -> np.ndarray:
+    theta = np.deg2rad(np.atleast_1d(angles_deg))
+    v = np.stack([np.cos(theta), np.sin(theta)])
+    return np.einsum('in,ij,jn->n', v, form, v)
+
+
+def rotation_curve(com: np.ndarray, step_deg: float = 1.0) -> RotationCurve:
+    """Non-gradient (curl) fraction of R(θ)·swap?(com) over one half-turn
+    of θ, both transposes. ``com`` (2, Rx, Ry), detector frame."""
+    if min(com.shape[1:]) < 3:
+        raise ValueError(
+            f'the scan ({com.shape[1]}×{com.shape[2]}) is too small to fit a'
+            ' rotation: it needs at least 3×3 positions'
+        )
+    angles = np.arange(-90.0, 90.0, step_deg)
+    return RotationCurve(
+        angles,
+        _non_gradient_fraction(curl_form(com, False), angles),
+        _non_gradient_fraction(curl_form(com, True), angles),
+    )
+
+
+def best_rotation(
+    com: np.ndarray,
+    rotation_deg: float | None = None,
+    transpose: bool | None = None,
+) -> tuple[float, bool]:
+    """The least-curl (rotation, transpose), the rotation modulo 180° in
+    (−90, 90], unless forced: a forced rotation is returned as given (the
+    transpose is then chosen at that angle); a forced transpose restricts
+    the search."""
+    options = (False, True) if transpose is None else (bool(transpose),)
+    candidates = []
+    for option in options:
+        form = curl_form(com, option)
+        if rotation_deg is None:
+            values, vectors = np.linalg.eigh(form)
+            angle = _half_turn_range(
+                np.rad2deg(np.arctan2(vectors[1, 0], vectors[0, 0]))
+            )
+            candidates.append((values[0], angle, option))
+        else:
+            fraction = _non_gradient_fraction(form, rotation_deg)[0]
+            candidates.append((fraction, float(rotation_deg), option))
+    _, angle, option = min(candidates)
+    return angle, option
+
+
+def _half_turn_range(angle: float) -> float:
+    """``angle`` modulo 180°, in (−90, 90]."""
+    wrapped = (angle + 90.0) % 180.0 - 90.0
+    return 90.0 if wrapped == -90.0 else float(wrapped)
