@@ -245,8 +245,9 @@ def test_the_workflow_dock_opens_from_the_plugins_menu(
     add_cube(viewer, cube)
     _, workflow = viewer.window.add_plugin_dock_widget('napari-phase',
                                                        'napari-phase')
-    assert list(workflow.steps) == ['Calibration', 'Virtual detectors',
-                                    'DPC', 'Parallax', 'Ptychography',
+    assert list(workflow.steps) == ['Open 4D-STEM data', 'Calibration',
+                                    'Virtual detectors', 'DPC', 'Parallax',
+                                    'Tune aberrations', 'Ptychography',
                                     'Compare']
     for title, step in workflow.steps.items():
         if hasattr(step, 'cube_layer'):
