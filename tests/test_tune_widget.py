@@ -191,3 +191,41 @@ def test_half_turn_negates_the_phase(tune, qtbot, phase):
     shown(qtbot, viewer, 'rotation_deg', 165.0)
     np.testing.assert_allclose(viewer.layers[TUNED].data, -before,
                                atol=1e-4 * abs(before).max())
+
+
+def test_cancel_stops_refine_with_the_best_so_far(tune, qtbot, monkeypatch):
+    """Every score made slow (50 ms): Cancel, pressed once the refinement
+    has reported progress, ends it early; the sliders show the best
+    aberrations it had evaluated."""
+    viewer, widget, _ = tune
+    score, scored = DirectPhase.score, []
+
+    def slow(self, aberrations, *args, **kwargs):
+        time.sleep(0.05)
+        value = score(self, aberrations, *args, **kwargs)
+        scored.append((value, aberrations['C10']))
+        return value
+
+    monkeypatch.setattr(DirectPhase, 'score', slow)
+    prepare(qtbot, viewer, widget)
+    type_into(widget.sliders['C10'].field, '0')
+    choose(widget.refine_fit, 'C1, C12, C21, C23')
+    click(widget.refine_button)
+    qtbot.waitUntil(lambda: widget.runner.progress.value > 10,
+                    timeout=30_000)
+    click(widget.runner.cancel_button)
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30_000)
+    assert 'stopped: the best so far' in widget.status.value
+    assert len(scored) < 21  # stopped on the C1 grid
+    best = max(scored)[1]
+    assert widget.sliders['C10'].value == pytest.approx(best, abs=0.005)
+
+
+def test_without_a_datacube_the_buttons_say_so(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    widget = TuneWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert 'Open a 4D-STEM datacube' in widget.calibration_note.value
+    for button in (widget.runner.run_button, widget.apply_button):
+        click(button)
+        assert 'datacube' in widget.status.value
