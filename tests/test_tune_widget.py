@@ -1,8 +1,10 @@
 """Tune aberrations in a real window (Xvfb), driven with the mouse and the
 keyboard, against the simulator's truth: the dragged C1 slider redraws
-the phase, a wrong C1 lowers its correlation with the true phase and
-Refine finds C1 again, Apply writes the shared calibration, and the
-half-turn negates the phase (docs/conventions.md)."""
+the phase (the prepared phase's own, for the values recorded), updates
+are coalesced, a wrong C1 lowers the correlation with the true phase and
+Refine finds C1 again (Cancel: the best so far), Apply writes the shared
+calibration and the fields follow it, and the half-turn negates the phase
+(docs/conventions.md)."""
 
 import time
 
@@ -58,9 +60,15 @@ def prepare(qtbot, viewer, widget):
 
 
 def shown(qtbot, viewer, key, value):
-    """Wait until the layer shows the phase of ``key`` = ``value``."""
-    qtbot.waitUntil(lambda: recorded(viewer)['aberrations'].get(
-        key, recorded(viewer).get(key)) == value, timeout=10_000)
+    """Wait until the layer shows the phase made with ``key`` (an
+    aberration, or a recorded parameter such as 'rotation_deg') =
+    ``value``."""
+    def made() -> bool:
+        parameters = recorded(viewer)
+        return parameters['aberrations'].get(key, parameters.get(key)) \
+            == value
+
+    qtbot.waitUntil(made, timeout=10_000)
 
 
 def correlation(image, truth):
