@@ -295,6 +295,25 @@ def test_refinement_of_c1_and_astigmatism():
     assert abs(found.aberrations['phi12'] - 20.0) < 5.0
 
 
+def test_refinement_stopped_keeps_the_best_so_far(prepared):
+    """``stop()`` turns true at its 4th question (before the 5th
+    evaluation): the search ends with the best of the start and the
+    first 3 points of its C1 grid (−300, −270, −240 Å)."""
+    questions = []
+
+    def stop():
+        questions.append(1)
+        return len(questions) >= 4
+
+    found = refine_aberrations(prepared, aberrations={'C10': 0.0},
+                               span=300, stop=stop)
+    assert found.stopped and found.evaluations == 4
+    tried = [0.0, -300.0, -270.0, -240.0]
+    scores = [prepared.score({'C10': c}) for c in tried]
+    assert found.aberrations['C10'] == tried[int(np.argmax(scores))]
+    assert found.score == max(scores)
+
+
 def test_numpy_and_chunked_dask_give_the_same_phase(sim, prepared):
     cube = calibrated(sim)
     lazy = DataCube(da.from_array(cube.data, chunks=(8, 32, 96, 96)),

@@ -246,8 +246,8 @@ def test_the_workflow_dock_opens_from_the_plugins_menu(
     _, workflow = viewer.window.add_plugin_dock_widget('napari-phase',
                                                        'napari-phase')
     assert list(workflow.steps) == ['Open 4D-STEM data', 'Calibration',
-                                    'Virtual detectors',
-                                    'DPC', 'Parallax', 'Ptychography',
+                                    'Virtual detectors', 'DPC', 'Parallax',
+                                    'Tune aberrations', 'Ptychography',
                                     'Compare']
     for title, step in workflow.steps.items():
         if hasattr(step, 'cube_layer'):

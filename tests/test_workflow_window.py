@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QAbstractButton,
     QApplication,
     QMainWindow,
+    QSlider,
     QToolBox,
     QWidget,
 )
@@ -231,6 +232,20 @@ def test_whole_workflow_with_mouse_and_keyboard(viewer, qtbot, tmp_path):
     assert cal.C1 == pytest.approx(sim.truth['C1'], rel=0.1)
     assert abs(wrap_degrees(cal.rotation_deg
                             - sim.truth['rotation_deg'])) < 2
+    check_clean(before)
+
+    # --- tune aberrations: from parallax's calibration, one drag ---------
+    tune = open_step(workflow, 'Tune aberrations')
+    c1 = tune.sliders['C10']
+    assert c1.value == pytest.approx(cal.C1, abs=0.01)
+    click(tune.runner.run_button)
+    wait_done(qtbot, tune)
+    qtbot.waitUntil(lambda: 'tuned phase' in viewer.layers, timeout=10_000)
+    drag_slider(c1.slider.native.findChild(QSlider), 0.8)
+    tuned = c1.value
+    assert tuned > cal.C1 + 100  # the slider spans C1 ± max(|C1|, 200 Å)
+    qtbot.waitUntil(lambda: viewer.layers['tuned phase'].metadata[META][
+        'parameters']['C1'] == tuned, timeout=10_000)
     check_clean(before)
 
     # --- ptychography: 2 iterations, then a run cancelled ----------------

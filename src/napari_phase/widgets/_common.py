@@ -106,6 +106,16 @@ def follow_layers(widget: Container, viewer) -> None:
     widget.native.destroyed.connect(stop)
 
 
+def device_choice() -> ComboBox:
+    """The 'device' drop-down of a step: CPU, and GPU where cupy finds
+    one (disabled when there is only the CPU)."""
+    from ..compute.backend import gpu_available
+
+    gpu = gpu_available()
+    return ComboBox(label='device', choices=['CPU', 'GPU'] if gpu else ['CPU'],
+                    enabled=gpu, tooltip='GPU needs cupy and a CUDA device')
+
+
 def wrapped_label(value: str = '') -> Label:
     """A status or report line that wraps instead of widening the dock."""
     label = Label(value=value)

@@ -31,7 +31,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from qtpy.QtCore import QTimer
 
-from ..compute.backend import gpu_available
 from ..compute.halfturn import adopted
 from ..compute.ptycho import PtychoResult, ptychography_iter
 from ._common import (
@@ -41,6 +40,7 @@ from ._common import (
     build_layers,
     checked_probe,
     datacube_of,
+    device_choice,
     probe_choices,
     publish,
     real_space_layer,
@@ -125,11 +125,7 @@ class PtychoWidget(StepWidget):
         self.batch = SpinBox(label='batch size', value=512, min=1,
                              max=10_000_000)
         self.fix_probe = CheckBox(text='fix probe', value=True)
-        gpu = gpu_available()
-        self.device = ComboBox(label='device',
-                               choices=['CPU', 'GPU'] if gpu else ['CPU'],
-                               enabled=gpu,
-                               tooltip='GPU needs cupy and a CUDA device')
+        self.device = device_choice()
         super().__init__(
             viewer, 'Reconstruct', 'Ptychography',
             fields=[self.calibration_note, self.probe_layer, self.defocus,

@@ -40,6 +40,7 @@ from .dpc_widget import DPCWidget
 from .open_datacube import OpenDatacube
 from .parallax_widget import ParallaxWidget
 from .ptycho_widget import PtychoWidget
+from .tune_widget import TuneWidget
 from .virtual_detectors import VirtualDetectors
 
 
@@ -59,6 +60,7 @@ STEPS = (
     Step('Virtual detectors', VirtualDetectors),
     Step('DPC', DPCWidget),
     Step('Parallax', ParallaxWidget),
+    Step('Tune aberrations', TuneWidget),
     Step('Ptychography', PtychoWidget),
     Step('Compare', CompareWidget),
 )

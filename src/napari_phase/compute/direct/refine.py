@@ -34,6 +34,11 @@ class Refinement:
     score: float
     start_score: float
     evaluations: int
+    stopped: bool = False  # ``stop()`` ended the search early
+
+
+class _Stopped(Exception):
+    """``stop()`` turned true during the search."""
 
 
 def refine_aberrations(
@@ -44,6 +49,7 @@ def refine_aberrations(
     transpose: bool | None = None,
     span: float | None = None,
     progress: Callable[[float], None] | None = None,
+    stop: Callable[[], bool] | None = None,
     **score_options,
 ) -> Refinement:
     """Aberrations of ``prepared`` (a DirectPhase or ParallaxPhase) that
@@ -51,7 +57,10 @@ def refine_aberrations(
     C10 = C1; default the calibration's), at the given rotation and
     transpose. ``fit``: 'C10' and any of 'C12', 'C21', 'C23'; ``span``
     (Å): half-width of the C1 grid (default max(|C1|, 100 Å));
-    ``score_options`` go to the score (e.g. method='obf')."""
+    ``stop()``, asked before every evaluation after the first, ends the
+    search when true with the best aberrations evaluated so far
+    (``stopped``); ``score_options`` go to the score (e.g.
+    method='obf')."""
     unknown = set(fit) - set(FITTABLE)
     if unknown or 'C10' not in fit:
         raise ValueError(
@@ -61,13 +70,30 @@ def refine_aberrations(
         aberrations, rotation_deg, transpose
     )
     report = progress or (lambda fraction: None)
-    calls = [0]
+    calls, best = [0], [-np.inf, start]
 
     def score(values: dict) -> float:
+        if calls[0] and stop is not None and stop():
+            raise _Stopped
         calls[0] += 1
-        return prepared.score(values, rotation, transpose, **score_options)
+        value = prepared.score(values, rotation, transpose, **score_options)
+        if value > best[0]:
+            best[:] = [value, dict(values)]
+        return value
 
     start_score = score(start)
+    try:
+        found = _search(start, start_score, fit, score, span, report)
+        found_score = score(found)
+    except _Stopped:
+        return Refinement(best[1], best[0], start_score, calls[0], True)
+    report(1.0)
+    return Refinement(found, found_score, start_score, calls[0])
+
+
+def _search(start: dict, start_score, fit, score, span, report) -> dict:
+    """C1 on a grid, then a bounded line search, then (if ``fit`` has
+    more) Nelder–Mead over all of them; ``report`` gets fractions."""
     c1 = start['C10']
     half_width = span or max(abs(c1), MIN_SPAN)
     grid = np.linspace(c1 - half_width, c1 + half_width, GRID_POINTS)
@@ -89,8 +115,7 @@ def refine_aberrations(
     if others:
         found = _refine_together(found, others, score, half_width,
                                  1e-6 * abs(start_score))
-    report(1.0)
-    return Refinement(found, score(found), start_score, calls[0])
+    return found
 
 
 def _refine_together(start: dict, keys, score, scale, tolerance) -> dict:
