@@ -47,3 +47,16 @@ def test_quick_benchmark_gives_every_stage_with_finite_numbers(tmp_path):
             if line.startswith('| ') and not line.startswith('| stage')]
     assert [row.split(' (extrapolated')[0] for row in rows] == STAGES
     assert (tmp_path / 'runs' / 'ours-0' / 'ptycho.npy').exists()
+
+
+def test_tutorial_figure_scores_each_option_and_stays_small(tmp_path):
+    """Two iterations of the tutorial's figure (benchmarks/
+    tutorial_figure.py) on the stored independent dataset: a finite
+    correlation with the truth per option and a PNG under 300 kB."""
+    from benchmarks import tutorial_figure
+
+    out = tmp_path / 'options.png'
+    scores = tutorial_figure.main(['--iterations', '2', '--out', str(out)])
+    assert len(scores) == 3
+    assert all(0 < r <= 1 for r in scores.values()), scores
+    assert 0 < out.stat().st_size < 300_000

@@ -79,3 +79,24 @@ def test_continued_runs_are_validated():
     wrong = {'ptychography': {'slice_thickness': '3 mrad'}}
     with pytest.raises(RecipeError, match='slice_thickness.*length'):
         new_recipe(wrong)
+
+
+def test_a_stopped_run_records_the_iterations_it_did():
+    """Cancelled during its third iteration (one batch each), then
+    continued for two: the runs record 2 and 2 iterations (not the 50
+    asked), and so does the recipe."""
+    cube = scan([layer(EXTENT, 1)], scan_shape=(8, 8), C1=150.0)
+    batches = iter(range(100))
+    first = ptychography(cube, num_iter=50, max_batch_size=64,
+                         stop=lambda: next(batches) == 2)
+    assert first.parameters['iterations_done'] == 2
+    assert first.parameters['runs'][0]['num_iter'] == 2
+    assert first.parameters['num_iter'] == 50  # what was asked
+    result = ptychography(cube, num_iter=2, max_batch_size=64,
+                          continue_from=first)
+    assert [run['num_iter'] for run in result.parameters['runs']] == [2, 2]
+    step = recipe_from_parameters([result.parameters],
+                                  cube.calibration.to_dict())
+    step = step['steps']['ptychography']
+    assert step['num_iter'] == 2
+    assert [run['num_iter'] for run in step['continued']] == [2]

@@ -18,7 +18,8 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QToolButton, QWidget
 
 from ..compute.datacube import DataCube
 from ..io.layers import META, real_space_layer  # noqa: F401 (for widgets)
@@ -121,6 +122,37 @@ def wrapped_label(value: str = '') -> Label:
     label = Label(value=value)
     label.native.setWordWrap(True)
     return label
+
+
+def fold_button(text: str, section: QWidget) -> QToolButton:
+    """A tool button (an arrow and ``text``) that shows ``section`` while
+    it is checked; ``section`` starts hidden (folded)."""
+    button = QToolButton(text=text)
+    button.setCheckable(True)
+    button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    button.setArrowType(Qt.ArrowType.RightArrow)
+    section.setVisible(False)
+
+    def show(shown: bool):
+        section.setVisible(shown)
+        button.setArrowType(Qt.ArrowType.DownArrow if shown
+                            else Qt.ArrowType.RightArrow)
+
+    button.toggled.connect(show)
+    return button
+
+
+class Folded(Container):
+    """``widgets`` (labelled fields) under a :func:`fold_button` titled
+    ``text``: folded at first, the button unfolds them."""
+
+    def __init__(self, text: str, widgets: Iterable):
+        self.section = Container(widgets=widgets)
+        self.section.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.section], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.button = fold_button(text, self.section.native)
+        self.native.layout().insertWidget(0, self.button)
 
 
 # --- layers ------------------------------------------------------------
@@ -274,10 +306,12 @@ class Runner(Container):
         self.cancel_button = PushButton(text='Cancel', enabled=False)
         self.progress = ProgressBar(min=0, max=100, visible=False)
         self.status = wrapped_label()
+        #: The row of buttons (a step may insert its own beside Run).
+        self.buttons = Container(
+            widgets=[self.run_button, self.cancel_button],
+            layout='horizontal', labels=False)
         super().__init__(
-            widgets=[Container(widgets=[self.run_button, self.cancel_button],
-                               layout='horizontal', labels=False),
-                     self.progress, self.status],
+            widgets=[self.buttons, self.progress, self.status],
             labels=False,
         )
         self.margins = (0, 0, 0, 0)

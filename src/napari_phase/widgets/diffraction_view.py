@@ -171,10 +171,13 @@ class DiffractionView(QWidget):
         """Add or replace an Image layer ``name`` (scale in mrad/px).
 
         ``kind`` 'counts' (a pattern: shown with the view's log scale and
-        gamma) or 'phase'. New layers go below any shapes, points or
-        vectors (detectors, the probe disk), which stay visible on top.
+        gamma) or 'phase'. A stack of patterns (…, Qx, Qy) gets a slider
+        per leading axis (no unit; ``axis_labels`` names them). New layers
+        go below any shapes, points or vectors (detectors, the probe
+        disk), which stay visible on top.
         """
         pattern = np.asarray(pattern)
+        leading = pattern.ndim - 2
         layers = self.model.layers
         if name in layers:
             layer = layers[name]
@@ -183,9 +186,11 @@ class DiffractionView(QWidget):
             self._style(layer)
             return layer
         meta = kwargs.pop('metadata', {}).get(META, {})
+        kwargs.setdefault('axis_labels', (*map(str, range(leading)),
+                                          'kx', 'ky'))
         layer = self.model.add_image(
-            pattern, name=name, scale=scale, units=('mrad', 'mrad'),
-            axis_labels=('kx', 'ky'),
+            pattern, name=name, scale=scale,
+            units=('pixel',) * leading + ('mrad', 'mrad'),
             metadata={META: meta | {'values': pattern, 'kind': kind}},
             **kwargs,
         )

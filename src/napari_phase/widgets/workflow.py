@@ -22,16 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import napari
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QStyle,
     QToolBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from ._common import fold_button
 from .calibration_widget import CalibrationWidget
 from .cluster_widget import ClusterWidget
 from .compare_widget import CompareWidget
@@ -84,13 +83,7 @@ class Workflow(QWidget):
             self.toolbox.addItem(_compact(getattr(widget, 'native', widget)),
                                  step.title)
         self.cluster = ClusterWidget(viewer)
-        self.cluster_button = QToolButton(text='Dask cluster')
-        self.cluster_button.setCheckable(True)
-        self.cluster_button.setToolButtonStyle(
-            Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.cluster_button.setArrowType(Qt.ArrowType.RightArrow)
-        self.cluster_button.toggled.connect(self._show_cluster)
-        self.cluster.native.setVisible(False)
+        self.cluster_button = fold_button('Dask cluster', self.cluster.native)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.toolbox, stretch=1)
@@ -111,11 +104,6 @@ class Workflow(QWidget):
         """Open the section ``title``; returns its widget."""
         self.toolbox.setCurrentIndex(list(self.steps).index(title))
         return self.steps[title]
-
-    def _show_cluster(self, shown: bool):
-        self.cluster.native.setVisible(shown)
-        self.cluster_button.setArrowType(
-            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
 
 def _compact(widget: QWidget) -> QWidget:

@@ -50,18 +50,35 @@ def _take_model(previous, params):
     if 'iterations_done' not in getattr(previous, 'parameters', {}):
         raise TypeError('continue_from must be a PtychoResult of '
                         'napari_phase.ptychography')
+    changes = model_changes(previous.parameters, params)
+    if changes:
+        key, (before, asked) = next(iter(changes.items()))
+        raise ValueError(
+            f'continue_from was reconstructed with {key}={before!r}; '
+            f'this run asks {asked!r}. A continued run keeps the '
+            'model: leave it out, or start a new reconstruction.'
+        )
     for key in MODEL:
-        before = previous.parameters.get(key)
-        if key != 'vacuum_probe' and params[key] is None:
-            params[key] = before
-        elif not _same(params[key], before):
-            raise ValueError(
-                f'continue_from was reconstructed with {key}={before!r}; '
-                f'this run asks {params[key]!r}. A continued run keeps the '
-                'model: leave it out, or start a new reconstruction.'
-            )
+        if params[key] is None:
+            params[key] = previous.parameters.get(key)
     if params['seed'] is None:
         params['seed'] = previous.parameters['seed']
+
+
+def model_changes(previous: dict, params: dict) -> dict:
+    """``{key: (before, asked)}`` for each model parameter (:data:`MODEL`)
+    that ``params`` asks differently from ``previous`` (a result's
+    parameters); a key left out or None in ``params`` keeps its value
+    (``vacuum_probe``, whether a vacuum probe is given, is always
+    compared)."""
+    changes = {}
+    for key in MODEL:
+        asked = params.get(key)
+        before = previous.get(key)
+        if ((asked is not None or key == 'vacuum_probe')
+                and not _same(asked, before)):
+            changes[key] = (before, asked)
+    return changes
 
 
 def _same(a, b) -> bool:

@@ -45,10 +45,10 @@ from .result import PtychoResult, PtychoStep
 RUN_SETTINGS = (
     'defocus', 'rotation_deg', 'transpose', 'aberrations', 'num_iter',
     'step_size', 'max_batch_size', 'fix_probe', 'fix_probe_iterations',
-    'probe_momentum', 'normalization_min', 'num_probes', 'num_slices', 'slice_thickness',
-    'object_type', 'object_positivity', 'amplitude_max', 'probe_centring',
-    'probe_aperture', 'gaussian_sigma', 'q_lowpass', 'q_highpass',
-    'butterworth_order', 'tv_weight', 'kz_regularization',
+    'probe_momentum', 'normalization_min', 'num_probes', 'num_slices',
+    'slice_thickness', 'object_type', 'object_positivity', 'amplitude_max',
+    'probe_centring', 'probe_aperture', 'gaussian_sigma', 'q_lowpass',
+    'q_highpass', 'butterworth_order', 'tv_weight', 'kz_regularization',
     'position_correction', 'position_correction_start', 'position_step',
     'max_position_update', 'position_affine', 'object_padding_px',
     'vacuum_probe', 'seed',
@@ -235,6 +235,7 @@ class _Run:
         self.support = self.xp.asarray(aperture > 0.05 * aperture.max())
         obj, probes, centres, velocity, self.errors = self._start(
             previous, probes)
+        self.first = len(self.errors)  # iterations of the runs continued
         self.runs = ([] if previous is None
                      else list(previous.parameters['runs']))
         self.runs.append({key: p[key] for key in RUN_SETTINGS})
@@ -323,9 +324,8 @@ class _Run:
     # -- running -----------------------------------------------------------
     def iterate(self, progress, stop):
         p = self.params
-        first = len(self.errors)
         for step in range(p['num_iter']):
-            iteration = first + step
+            iteration = self.first + step
             plan = self.batches.plan(
                 np.random.default_rng([p['seed'], iteration]))
             self._configure(iteration)
@@ -435,8 +435,12 @@ class _Run:
         return scan.reshape(*self.cube.scan_shape, 2)
 
     def result(self) -> PtychoResult:
+        """A snapshot; ``runs`` record the iterations each run did (a run
+        stopped early: those done), so that a recipe replays them."""
+        runs = [dict(r) for r in self.runs]
+        runs[-1]['num_iter'] = len(self.errors) - self.first
         params = self.params | {'iterations_done': len(self.errors),
-                                'runs': [dict(r) for r in self.runs]}
+                                'runs': runs}
         modes = self.probe_modes()
         return PtychoResult(
             object=self._object().copy(), object_cropped=self.cropped(),

@@ -29,9 +29,9 @@ class PtychoResult:
     the scan frame (corrected ones, if position correction ran; None:
     the nominal grid); ``probe_velocity``: the probe's momentum (K, N, N),
     for a run that continues this one; ``errors``: normalised Fourier
-    error per completed iteration, those of the run it continued first. ``parameters`` also
-    hold ``runs``, the settings of every run in the chain (a recipe
-    replays them).
+    error per completed iteration, those of the run it continued first.
+    ``parameters`` also hold ``runs``, the settings of every run in the
+    chain, each with the iterations it did (a recipe replays them).
     """
 
     object: np.ndarray
@@ -108,16 +108,36 @@ class PtychoResult:
     @property
     def probe_fourier(self) -> np.ndarray:
         """The probe in Fourier space, centred (fftshift), unnormalised FFT."""
-        return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(self.probe)))
+        return centred_fft(self.probe)
 
     @property
     def position_corrections(self) -> np.ndarray | None:
         """``positions`` minus the nominal scan grid (Rx, Ry, 2) Å."""
         if self.positions is None:
             return None
-        step = self.parameters['calibration']['scan_step']
-        grid = np.indices(self.positions.shape[:2]).transpose(1, 2, 0)
-        return self.positions - grid * step
+        return position_corrections(
+            self.positions, self.parameters['calibration']['scan_step'])
+
+
+def position_corrections(positions, scan_step: float) -> np.ndarray:
+    """Probe ``positions`` (Rx, Ry, 2) Å minus the scan grid of
+    ``scan_step`` Å (scan frame)."""
+    grid = np.indices(positions.shape[:2]).transpose(1, 2, 0)
+    return positions - grid * scan_step
+
+
+def centred_fft(probes) -> np.ndarray:
+    """Probe(s) (…, N, N), centred at N//2, in Fourier space with the
+    zero frequency at N//2 (fftshift), unnormalised FFT."""
+    axes = (-2, -1)
+    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(probes, axes=axes)),
+                           axes=axes)
+
+
+def mode_powers(probes) -> np.ndarray:
+    """Each mode's share of the total intensity of ``probes`` (K, N, N)."""
+    power = (np.abs(probes) ** 2).sum(axis=(-2, -1))
+    return power / power.sum()
 
 
 def slice_phases(obj) -> np.ndarray:
@@ -129,7 +149,8 @@ def slice_phases(obj) -> np.ndarray:
 class PtychoStep:
     """What the iterator yields after each iteration: ``iteration`` (count
     done, those of a continued run included), ``error``, the current
-    cropped ``phase`` (computed on first access; pixel ``pixel_size`` Å),
+    cropped ``phase`` and ``slice_phases`` (computed on first access, one
+    crop for both; pixel ``pixel_size`` Å),
     ``probe_modes`` (K, N, N) and ``positions`` (Rx, Ry, 2) Å, scan frame
     (live copies) and :meth:`result`, a snapshot. Unpacks as
     ``(iteration, error, phase)``."""
@@ -141,8 +162,12 @@ class PtychoStep:
         self._run = run
 
     @cached_property
+    def slice_phases(self) -> np.ndarray:
+        return slice_phases(self._run.cropped())
+
+    @cached_property
     def phase(self) -> np.ndarray:
-        return slice_phases(self._run.cropped()).sum(axis=0)
+        return self.slice_phases.sum(axis=0)
 
     @cached_property
     def probe_modes(self) -> np.ndarray:
