@@ -56,6 +56,8 @@ def test_run_shows_progress_live_layer_and_cancel_keeps_result(
                     and len(widget.plot.errors) >= 3, timeout=60_000)
     live = viewer.layers[pw.PHASE]
     assert live.scale[0] == sim.truth['object_pixel']
+    modes = diffraction_view(viewer).model.layers[pw.PROBE_MODES]
+    assert 'calibration' not in modes.metadata[META]['parameters']  # live
     assert any(d.startswith('iteration ') for d in descriptions)
     assert widget.runner.worker is not None  # still running
 

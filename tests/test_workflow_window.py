@@ -128,6 +128,9 @@ def test_whole_workflow_with_mouse_and_keyboard(viewer, qtbot, tmp_path):
         qtbot.wait(20)
         assert not outside_window(qt_window, [workflow, view]), (
             title, outside_window(qt_window, [workflow, view]))
+    click(open_step(workflow, 'Ptychography').advanced.button)  # unfolded
+    assert not outside_window(qt_window, [workflow, view])
+    click(workflow.steps['Ptychography'].advanced.button)  # folded again
 
     # --- calibration: fit on the vacuum probe, apply ---------------------
     calibrate = open_step(workflow, 'Calibration')

@@ -54,6 +54,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from qtpy.QtCore import QTimer
 
 from ..compute.backend import gpu_available
+from ..compute.datacube import DataCube
 from ..compute.halfturn import adopted
 from ..compute.ptycho import PtychoResult, ptychography_iter
 from ..compute.ptycho.parameters import MODEL_DEFAULTS, model_changes
@@ -221,6 +222,19 @@ class Iteration:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What the layers of a run are made from besides the result: its
+    datacube, the widget's parameters (with method and source), the
+    detector pixel ``q`` (mrad) and the datacube layer's detector axes
+    ``detector`` ((Qx, Qy) shape, scale)."""
+
+    cube: DataCube
+    recorded: dict
+    q: float
+    detector: tuple
+
+
 def _plain(value, _position=None) -> str:
     return f'{value:.2g}'
 
@@ -294,7 +308,7 @@ class PtychoWidget(StepWidget):
         self._latest: Iteration | None = None  # the newest, not drawn yet
         self._pending: Iteration | None = None  # live layers not shown yet
         self._next_live = 0.0  # when the view may ask for live layers
-        self._run_info: dict = {}  # cube, recorded parameters, q (mrad)
+        self._run_info: RunInfo | None = None
         self._stop = threading.Event()
         self._want_live = threading.Event()
         self._timer = QTimer(self.native)
@@ -396,11 +410,11 @@ class PtychoWidget(StepWidget):
         cube = datacube_of(layer)
         probe_layer = self.probe_layer.value
         params = self.parameters()
-        info = {'cube': cube, 'q': cube.calibration.q_pixel_mrad,
-                'detector': (tuple(layer.data.shape[:2]),
-                             tuple(layer.scale[:2])),
-                'recorded': params | {'method': 'ptychography',
-                                      'source': cube.source}}
+        info = RunInfo(cube, params | {'method': 'ptychography',
+                                       'source': cube.source},
+                       cube.calibration.q_pixel_mrad,
+                       (tuple(layer.data.shape[:2]),
+                        tuple(layer.scale[:2])))
         stop, want_live = self._stop, self._want_live
 
         def job():
@@ -458,8 +472,8 @@ class PtychoWidget(StepWidget):
             for pair in pending.layers:
                 add_or_update(self.viewer, *pair)
             info = self._run_info
-            self._show_probe(pending.probe_fourier, info['q'],
-                             info['recorded'] | {
+            self._show_probe(pending.probe_fourier, info.q,
+                             info.recorded | {
                                  'iterations_done': pending.number})
         if time.perf_counter() >= self._next_live:
             self._want_live.set()
@@ -469,9 +483,9 @@ class PtychoWidget(StepWidget):
         diffraction view (hidden), the errors and how it ended."""
         result, changes, built = done
         self._timer.stop()
-        self._run_info['cube'].calibration.update(**changes)  # half-turn
+        self._run_info.cube.calibration.update(**changes)  # half-turn
         self._latest = self._pending = None
-        self.result, self._result_cube = result, self._run_info['cube']
+        self.result, self._result_cube = result, self._run_info.cube
         names = {attrs['name'] for (_, attrs, _), _ in built}
         for name in OPTIONAL:
             if name not in names and name in self.viewer.layers:
@@ -509,30 +523,30 @@ class PtychoWidget(StepWidget):
             layer.metadata[META]['mode_powers'] = powers
 
 
-def live_iteration(step, info: dict, want_live) -> Iteration:
+def live_iteration(step, info: RunInfo, want_live) -> Iteration:
     """What the worker sends for ``step``; with the live layers (made
     here, in the worker) when the view asked for them."""
     if not want_live.is_set():
         return Iteration(step.iteration, step.error)
     want_live.clear()
     start = time.perf_counter()
-    params = info['recorded'] | {'iterations_done': step.iteration}
+    params = info.recorded | {'iterations_done': step.iteration}
     layers = [real_space_layer(step.phase, PHASE, step.pixel_size, params,
                                colormap='gray')]
     layers += slices_layer(step.slice_phases, step.pixel_size, params,
-                           info['detector'])
+                           info.detector)
     if params['position_correction']:
         layers += position_layers(
-            step.positions, info['cube'].calibration.scan_step, params)
+            step.positions, info.cube.calibration.scan_step, params)
     fourier = centred_fft(step.probe_modes)
     return Iteration(step.iteration, step.error, tuple(build_layers(layers)),
                      fourier, time.perf_counter() - start)
 
 
-def result_layers(result: PtychoResult, info: dict) -> list[tuple]:
+def result_layers(result: PtychoResult, info: RunInfo) -> list[tuple]:
     """The phase, the amplitude (hidden) and, hidden, the slices
     (multislice) and the positions (when corrected) of a result."""
-    params = info['recorded'] | result.parameters
+    params = info.recorded | result.parameters
     layers = [real_space_layer(image, name, result.pixel_size, params,
                                origin=result.origin, colormap='gray',
                                visible=visible)
@@ -540,7 +554,7 @@ def result_layers(result: PtychoResult, info: dict) -> list[tuple]:
                                            (result.amplitude, AMPLITUDE,
                                             False))]
     layers += slices_layer(result.slice_phases, result.pixel_size, params,
-                           info['detector'], result.origin)
+                           info.detector, result.origin)
     if any(run['position_correction'] for run in params['runs']):
         layers += position_layers(
             result.positions, params['calibration']['scan_step'], params)
