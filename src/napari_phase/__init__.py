@@ -24,6 +24,7 @@ from .compute.direct import (
     refine_aberrations,
 )
 from .compute.dpc import DPCResult, dpc
+from .compute.halfturn import adopt
 from .compute.parallax import ParallaxResult, parallax, parallax_steps
 from .compute.probe import ProbeFit, fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import PtychoResult, ptychography, ptychography_iter
@@ -47,6 +48,7 @@ __all__ = [
     'ParallaxResult',
     'PtychoResult',
     'ReadError',
+    'adopt',
     'direct_ptychography',
     'direct_ptychography_steps',
     'dpc',
