@@ -7,9 +7,14 @@ import pytest
 from scipy import ndimage
 
 from napari_phase import Calibration, CalibrationError, DataCube, dpc, simulate
-from napari_phase.compute.dpc import _mask_contrast, integrate_gradient
+from napari_phase.compute.dpc import (
+    FIT_REGIONS,
+    _mask_contrast,
+    integrate_gradient,
+)
 from napari_phase.compute.geometry import wrap_degrees
 from napari_phase.compute.optics import fourier_probe
+from napari_phase.compute.rotation import noise_weight
 
 ROTATIONS = (-170.0, -15.0, 0.0, 30.0, 168.0)
 CASES = [(rot, tr) for rot in ROTATIONS for tr in (False, True)]
@@ -238,3 +243,36 @@ def test_bad_input_messages():
         dpc(cube, padding_factor=0.5)
     with pytest.raises(ValueError, match='too small'):
         dpc(DataCube(np.ones((2, 8, 8, 8), np.float32), cube.calibration))
+
+
+def test_rotation_fit_region_and_noise_weight():
+    sim = noise_free(30.0, True)
+    cube = noisy(sim, 1e4)
+    assert dpc(cube).rotation_region == 'whole detector'  # no probe fit
+    with pytest.raises(CalibrationError, match='not calibrated'):
+        dpc(cube, fit_region='dark field')
+    cube.calibration.probe_center = sim.truth['probe_center']
+    cube.calibration.probe_radius = sim.truth['probe_radius']
+    result = dpc(cube)
+    assert result.rotation_region in FIT_REGIONS
+    assert angle_error(result, sim.truth) < 3.0
+    assert result.transpose is True and result.transpose_clarity > 2
+    assert result.parameters['fit_region'] == 'auto'
+    on_mask = dpc(cube, fit_region='mask')
+    assert on_mask.rotation_region == 'bright field'  # the default mask
+    with pytest.raises(ValueError, match='fit_region'):
+        dpc(cube, fit_region='df')
+
+
+def test_noise_weight_keeps_the_frequencies_with_signal():
+    """A smooth gradient (low frequencies) in white noise: w > 0 where
+    the signal is, 0 at the Nyquist frequency, all ones without noise."""
+    x, y = np.meshgrid(np.arange(24.0), np.arange(24.0), indexing='ij')
+    bump = np.exp(-((x - 12) ** 2 + (y - 10) ** 2) / (2 * 4.0**2))
+    com = np.stack(np.gradient(bump))
+    noise = 1e-3 * np.abs(com).max() ** 2
+    rng = np.random.default_rng(1)
+    w = noise_weight(com + rng.normal(0, np.sqrt(noise), com.shape), noise)
+    assert w.shape == (48, 48)
+    assert w[0, 1] > 0 and w[24, 24] == 0
+    assert np.all(noise_weight(com, 0.0) == 1)

@@ -22,6 +22,9 @@ class CenterOfMass:
     intensity: np.ndarray  # (Rx, Ry): Σ of the (masked) pattern
     fit: np.ndarray  # (2, Rx, Ry): descan fit of com, px
     empty: int  # number of patterns with no counts in the mask
+    #: (Rx, Ry) Poisson variance of the CoM (both components summed, px²)
+    #: if the counts are electrons; inf where the pattern is empty
+    variance: np.ndarray
 
     @property
     def shift(self) -> np.ndarray:
@@ -60,12 +63,13 @@ def centers_of_mass(
     weights = []
     for mask in masks:
         weight = _detector_weight(mask, (qx, qy), xp)
-        weights += [weight, weight * kx, weight * ky]
+        weights += [weight, weight * kx, weight * ky,
+                    weight * (kx**2 + ky**2)]
     sums = to_numpy(
         detector_sums(data, xp.stack(weights), progress)
     ).astype(np.float64)
-    return [_com_from_sums(sums[k : k + 3], descan)
-            for k in range(0, len(sums), 3)]
+    return [_com_from_sums(sums[k : k + 4], descan)
+            for k in range(0, len(sums), 4)]
 
 
 def _detector_weight(mask, shape, xp):
@@ -83,14 +87,18 @@ def _detector_weight(mask, shape, xp):
 
 
 def _com_from_sums(sums: np.ndarray, descan: str) -> CenterOfMass:
-    """CoM from (Σ I, Σ I·kx, Σ I·ky) maps (3, Rx, Ry)."""
+    """CoM from (Σ I, Σ I·kx, Σ I·ky, Σ I·|k|²) maps (4, Rx, Ry). The
+    CoM of N counts spread by s² (px²) about it varies by s²/N."""
     total = sums[0]
     valid = total > 0
     com = np.zeros((2, *total.shape))
-    com[:, valid] = sums[1:, valid] / total[valid]
+    com[:, valid] = sums[1:3, valid] / total[valid]
+    variance = np.full(total.shape, np.inf)
+    spread = sums[3, valid] / total[valid] - (com[:, valid] ** 2).sum(0)
+    variance[valid] = np.maximum(spread, 0) / total[valid]
     fit = fit_descan(com, valid, descan)
     com[:, ~valid] = fit[:, ~valid]
-    return CenterOfMass(com, total, fit, int((~valid).sum()))
+    return CenterOfMass(com, total, fit, int((~valid).sum()), variance)
 
 
 def fit_descan(com: np.ndarray, valid: np.ndarray, kind: str) -> np.ndarray:
