@@ -17,6 +17,7 @@ from benchmarks import independent
 from napari_phase import DataCube, dpc, parallax, ptychography, run_pipeline
 from napari_phase.compute.direct import prepare_direct, refine_aberrations
 from napari_phase.compute.score import quality, relative_error, rotation_error
+from napari_phase.io.layers import META
 from napari_phase.recipe import new_recipe, seed_recipe
 
 NAMES = list(independent.SPECS)
@@ -287,21 +288,37 @@ def test_dpc_says_when_its_transpose_is_a_toss(datasets):
     assert found.transpose_clarity < 1.2
 
 
+def seed_parallax(loaded):
+    """Parallax with the seed's settings on a calibrated copy."""
+    params = seed_recipe()['steps']['parallax']
+    return parallax(calibrated(loaded), **{
+        k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
+
 @pytest.mark.parametrize('name', ['gold_carbon', 'gold_carbon_T_under',
-                                  'holey_carbon'])
+                                  'gold_carbon_low_dose', 'holey_carbon'])
 def test_parallax_finds_rotation_transpose_and_c1_modulo_a_half_turn(
         datasets, name):
-    cube = calibrated(datasets[name])
+    """At 500 e/Å² too: each group is aligned to the sum of the others."""
     truth = datasets[name].truth
-    params = seed_recipe()['steps']['parallax']
-    found = parallax(cube, **{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in params.items()})
+    found = seed_parallax(datasets[name])
     error = rotation_error(found.rotation_deg, truth.rotation_deg)
     assert modulo_half_turn(error) < 1.0
     assert found.transpose == truth.transpose
     sign = 1 if abs(error) < 90 else -1  # the half-turn it chose
     assert relative_error(sign * found.C1, truth.C1_mid_specimen) == (
         pytest.approx(0, abs=0.05))
+
+
+@pytest.mark.parametrize('name', ['gold_carbon_astig', 'srtio3_001'])
+def test_parallax_says_why_it_finds_none_on_aliased_images(datasets, name):
+    """A probe hardly wider than the 2.39 Å step (C1 + t/2 = 81 Å, one
+    astigmatic axis nearly in focus) or an aliased crystal lattice: the
+    images align to a sharper one but are not shifted copies, so the
+    shifts follow no aberration function and nothing is reported."""
+    found = seed_parallax(datasets[name])
+    assert found.rotation_deg is None and found.calibration_update() == {}
+    assert any('not shifted copies' in note for note in found.warnings)
 
 
 @pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
@@ -327,7 +344,7 @@ def test_ptychography_from_the_true_pair_is_right_signed(datasets, name):
 
 @pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
 @pytest.mark.parametrize('name', ['gold_carbon', 'gold_carbon_T_under',
-                                  'holey_carbon'])
+                                  'gold_carbon_low_dose', 'holey_carbon'])
 def test_the_chain_settles_one_half_turn_and_no_phase_is_inverted(
         datasets, name):
     """The seed's recipe (16 iterations) from the bare file: ptychography
@@ -355,6 +372,11 @@ def test_the_chain_settles_one_half_turn_and_no_phase_is_inverted(
         score = quality(data, truth.phase, attrs['scale'][0],
                         truth.phase_pixel, 2 * cal.scan_step,
                         image_origin=attrs['translate'])
+        said = attrs['metadata'][META]['parameters']['contrast']
+        if 'too weak to compare' in said:
+            # low dose: parallax's phase (r −0.62) is too unlike
+            # ptychography's to take its contrast (docs/validation.md)
+            continue
         assert score.correlation > 0.3, attrs['name']
 
 
@@ -400,6 +422,36 @@ def test_direct_ptychography_from_the_true_pair(datasets, name):
     assert relative_error(refined.aberrations['C10'],
                           truth.C1_mid_specimen) == pytest.approx(
         0, abs=tolerance)
+
+
+@pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
+@pytest.mark.parametrize('name', ['gold_carbon_astig', 'srtio3_001'])
+def test_without_parallax_c1_comes_from_ssb_and_ptychography_runs(
+        datasets, name):
+    """Parallax finds none (above); given the rotation and transpose (what
+    DPC should hand on), C1 (and the astigmatism where it pays) comes
+    from refining SSB, the user is told, and ptychography, started from
+    it, settles the half-turn with confidence."""
+    cube = calibrated(datasets[name])
+    truth = datasets[name].truth
+    recipe = seed_recipe(ptycho_iterations=16)
+    recipe['calibration'] |= {'rotation_deg': truth.rotation_deg,
+                              'transpose': truth.transpose}
+    with pytest.warns(UserWarning, match='refining direct ptychography'):
+        run = run_pipeline(cube, recipe, datasets[name].probe,
+                           methods=['parallax', 'ptycho'])
+    cal = run.calibration
+    assert abs(rotation_error(cal.rotation_deg, truth.rotation_deg)) < 0.01
+    assert relative_error(cal.C1, truth.C1_mid_specimen) == pytest.approx(
+        0, abs=0.05)  # measured: +0.2 %, −4.7 %
+    assert ('C12' in cal.aberrations) == ('C12' in truth.aberrations)
+    assert cal.half_turn_source == 'ptychography'
+    assert cal.half_turn_confidence >= 3
+    phase, attrs, _ = next(layer for layer in run.layers
+                           if layer[1]['name'] == 'ptychography phase')
+    score = quality(phase, truth.phase, attrs['scale'][0], truth.phase_pixel,
+                    2 * cal.scan_step, image_origin=attrs['translate'])
+    assert score.correlation > 0.6
 
 
 @pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
