@@ -371,11 +371,14 @@ LAYERS = {
 SAME_SCAN_SHIFT = 0.03
 #: Band-passed correlation below which two phases are not compared.
 MIN_CONTRAST_R = 0.5
+#: Resolution (scan steps) at which the contrasts are compared.
+CONTRAST_STEPS = 4
 
 
 def _contrast(result, reference, scan_step) -> tuple[int, str]:
     """Sign that shows ``result``'s phase with the contrast of the
-    high-resolution ``reference`` phase (compared at 2 scan steps, Å), and
+    high-resolution ``reference`` phase (compared at CONTRAST_STEPS scan
+    steps), and
     what was done."""
     if reference is None:
         return 1, ''
@@ -383,7 +386,7 @@ def _contrast(result, reference, scan_step) -> tuple[int, str]:
                                                         dict)
              else result.pixel_size)
     r = quality(result.phase, reference.phase, pixel, reference.pixel_size,
-                2 * scan_step,
+                CONTRAST_STEPS * scan_step,
                 truth_origin=reference.origin,
                 max_shift=SAME_SCAN_SHIFT).correlation
     if abs(r) < MIN_CONTRAST_R:
