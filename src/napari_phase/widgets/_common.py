@@ -475,3 +475,15 @@ def guarded(action: Callable, status: Label | None = None) -> Callable:
             return None
 
     return run
+
+
+def pair_note(cal, how_to_set: str) -> str:
+    """The calibration's (C1, rotation, transpose) and how its half-turn
+    was decided, or which of them are missing and ``how_to_set`` them."""
+    missing = cal.missing('C1', 'rotation_deg', 'transpose')
+    if missing:
+        return (f'Not in the calibration yet: {", ".join(missing)} '
+                f'({how_to_set}).')
+    how = f'; half-turn by {cal.half_turn}' if cal.half_turn else ''
+    return (f'Calibration: C1 {cal.C1:g} Å, rotation {cal.rotation_deg:g}°, '
+            f'transpose {cal.transpose}{how}.')

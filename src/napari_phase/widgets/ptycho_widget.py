@@ -73,6 +73,7 @@ from ._common import (
     checked_probe,
     datacube_of,
     on_click,
+    pair_note,
     probe_choices,
     publish,
     real_space_layer,
@@ -356,13 +357,8 @@ class PtychoWidget(StepWidget):
             self.rotation_deg.value = cal.rotation_deg
         if cal.transpose is not None:
             self.transpose.value = cal.transpose
-        missing = cal.missing('C1', 'rotation_deg', 'transpose')
-        self.calibration_note.value = (
-            f'Not in the calibration yet: {", ".join(missing)} (run '
-            'parallax, or enter them).' if missing else
-            f'From the calibration: C1 {cal.C1:g} Å, rotation '
-            f'{cal.rotation_deg:g}°, transpose {cal.transpose}.'
-        )
+        self.calibration_note.value = pair_note(
+            cal, 'run parallax, or enter them')
 
     def _enable_continue(self, *_):
         layer = self.cube_layer.value

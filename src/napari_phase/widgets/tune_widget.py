@@ -54,6 +54,7 @@ from ._common import (
     datacube_of,
     device_choice,
     on_click,
+    pair_note,
     probe_choices,
     raise_to_top,
     real_space_layer,
@@ -270,15 +271,8 @@ class TuneWidget(StepWidget):
         self._note()
 
     def _note(self, *_):
-        cal = self._calibration
-        missing = cal.missing('C1', 'rotation_deg', 'transpose')
-        how = f'; half-turn by {cal.half_turn}' if cal.half_turn else ''
-        self.calibration_note.value = (
-            f'Not in the calibration yet: {", ".join(missing)} (run DPC '
-            'or parallax, or set them here).' if missing else
-            f'Calibration: C1 {cal.C1:g} Å, rotation {cal.rotation_deg:g}°, '
-            f'transpose {cal.transpose}{how}.'
-        )
+        self.calibration_note.value = pair_note(
+            self._calibration, 'run DPC or parallax, or set them here')
 
     def _outdated(self, *_):
         if self._prepared:
