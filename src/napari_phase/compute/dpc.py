@@ -26,6 +26,7 @@ py4DSTEM 0.14.18 reports φ/2π ("cycles"); we report radians.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -56,6 +57,9 @@ MAX_FORCED_ROTATION = 360.0
 #: (a toss between the transposes). The 24×24 scans cannot show how
 #: this scales with the scan size.
 FIT_REGIONS = ('whole detector', 'bright field', 'dark field')
+#: Transpose clarity below which the transpose is a toss and DPC says so
+#: (between the wrong fits' ≤ 1.55 and the right fits' ≥ 2.3 above).
+TOSS_CLARITY = 2.0
 
 
 @dataclass
@@ -79,9 +83,14 @@ class DPCResult:
     error: float  # its final NMSE of the gradient fit
     parameters: dict = field(default_factory=dict)  # every input
 
-    #: The phase is in radians but not on the true scale: the CoM is
-    #: that of the probe-blurred phase, and a mask keeps part of it.
+    #: The phase is in radians but not on the true scale (measured on the
+    #: independent suite, docs/validation.md).
     quantitative = False
+    phase_scale = ('not on the true scale: the CoM is that of the '
+                   'probe-blurred phase and a mask keeps part of it (slope '
+                   '2.3–4.2 with the bright-field mask on 60 Å gold at '
+                   '400 Å defocus, about 1 with the whole detector on '
+                   'carbon)')
 
     @property
     def half_turn(self) -> str:
@@ -183,6 +192,13 @@ def dpc(
         mask_sign, contrast = _mask_contrast(phase, full_phase)
         phase = mask_sign * phase
     report(1.0)
+    if transpose is None and clarity < TOSS_CLARITY:
+        warnings.warn(
+            f'{cube.source}: DPC cannot tell the transpose (clarity '
+            f'{clarity:.2f} on the {region}, below {TOSS_CLARITY:g}): its '
+            'rotation and transpose may be wrong: take them from parallax '
+            '(it follows in the pipeline) or give them',
+            stacklevel=2)
     return DPCResult(
         phase=phase - np.median(phase),
         com=com / to_inv_A * cal.q_pixel_mrad,
