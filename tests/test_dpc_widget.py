@@ -137,6 +137,8 @@ def test_widget_uses_a_drawn_detector(make_napari_viewer, qtbot, cube,
     params = viewer.layers[PHASE].metadata[META]['parameters']
     assert params['mask'] == 'detector'
     assert params['mask_detector'] == 'detector 1'
+    assert params['quantitative'] is False
+    assert 'probe-blurred' in params['phase_scale']
     disk = drawn_mask(params['mask_shapes'], cube.detector_shape)
     qx, qy = np.indices(cube.detector_shape)
     assert np.hypot(qx - cx, qy - cy)[disk > 0].max() == pytest.approx(

@@ -43,7 +43,10 @@ def test_parallax_widget_layers_and_calibration(
         assert isinstance(layer, Image)
         assert tuple(layer.scale) == pytest.approx((pixel, pixel))
         assert tuple(layer.translate) == (0.0, 0.0)
-        assert layer.metadata[META]['parameters']['threshold_intensity'] == 0.6
+        params = layer.metadata[META]['parameters']
+        assert params['threshold_intensity'] == 0.6
+        assert ('lower bound' in params.get('phase_scale', '')) == (
+            name == PHASE)
     arrows = diffraction_view(viewer).model.layers[SHIFTS]
     assert isinstance(arrows, Vectors)
     assert arrows.data.shape[1:] == (2, 2)

@@ -75,6 +75,8 @@ def test_run_shows_progress_live_layer_and_cancel_keeps_result(
     phase = viewer.layers[pw.PHASE]
     params = phase.metadata[META]['parameters']
     assert params['iterations_done'] == done, (descriptions[-6:], params)
+    assert params['quantitative'] is False
+    assert 'converges' in params['phase_scale']
     assert params['defocus'] == -200.0 and params['max_batch_size'] == 16
     assert np.array_equal(phase.data, result.phase)
     truth = sim.true_phase(pixel_size=result.pixel_size)

@@ -185,6 +185,8 @@ def test_half_turn_negates_the_phase(tune, qtbot, phase):
     choose(widget.phase_choice, phase)
     prepare(qtbot, viewer, widget)
     assert recorded(viewer)['quick_phase'] == phase
+    scale = recorded(viewer)['phase_scale']
+    assert ('weak-phase' if phase == 'SSB' else 'lower bound') in scale
     type_into(widget.sliders['C12'].field, '20')
     type_into(widget.sliders['phi12'].field, '30')
     shown(qtbot, viewer, 'phi12', 30.0)

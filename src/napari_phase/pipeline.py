@@ -40,7 +40,7 @@ from .compute.probe import fit_probe, q_pixel_from_semiangle
 from .compute.ptycho import ptychography_iter
 from .compute.reduce import run_steps
 from .compute.score import quality
-from .io.layers import real_space_layer
+from .io.layers import phase_scale, real_space_layer
 from .recipe import STEP_ORDER, RecipeError, validate
 
 PTYCHO_DEFAULT_ITERATIONS = inspect.signature(
@@ -402,8 +402,7 @@ def _contrast(result, reference, scan_step) -> tuple[int, str]:
 def _recorded(result, contrast: str, source: str) -> dict:
     """What a layer records beyond the method's parameters."""
     return {'source': source, 'half_turn': getattr(result, 'half_turn', ''),
-            'quantitative': bool(result.quantitative),
-            'contrast': contrast}
+            'contrast': contrast} | phase_scale(result)
 
 
 def _other_candidate(layer: tuple) -> tuple:

@@ -83,6 +83,14 @@ def probe_layers(probe, calibration: Calibration, name: str,
     return [(probe[:, :, None, None], attrs, 'image')]
 
 
+def phase_scale(method) -> dict:
+    """What a phase layer records of its radians: ``quantitative`` (on
+    the true scale within 20 %) and, in words, what they are worth;
+    ``method`` is a result (or prepared phase) or its class."""
+    return {'quantitative': bool(getattr(method, 'quantitative', False)),
+            'phase_scale': method.phase_scale}
+
+
 def real_space_layer(
     image,
     name: str,

@@ -22,7 +22,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QToolButton, QWidget
 
 from ..compute.datacube import DataCube
-from ..io.layers import META, real_space_layer  # noqa: F401 (for widgets)
+from ..io.layers import META, phase_scale, real_space_layer  # noqa: F401
 
 
 class LayerError(ValueError):

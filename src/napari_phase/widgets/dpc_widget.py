@@ -33,6 +33,7 @@ from ._common import (
     StepWidget,
     build_layers,
     datacube_of,
+    phase_scale,
     publish,
     real_space_layer,
     wrapped_label,
@@ -221,7 +222,8 @@ def result_layers(result: DPCResult, recorded: dict) -> list[tuple]:
     }
     step = result.pixel_size
     layers = [real_space_layer(result.phase, PHASE, step,
-                               params | {'unit': 'rad'}, colormap='gray')]
+                               params | {'unit': 'rad'} | phase_scale(result),
+                               colormap='gray')]
     for name, component in ((COM_X, result.com[0]), (COM_Y, result.com[1])):
         layers.append(real_space_layer(
             component, name, step, params | {'unit': 'mrad'},

@@ -24,6 +24,7 @@ from ._common import (
     StepWidget,
     build_layers,
     datacube_of,
+    phase_scale,
     publish,
     real_space_layer,
     wrapped_label,
@@ -163,7 +164,8 @@ def result_layers(result: ParallaxResult, cube) -> list[tuple]:
     return [
         real_space_layer(
             to_numpy(getattr(result, key)),  # GPU results come to the host
-            name, result.pixel_size[key], parameters,
+            name, result.pixel_size[key],
+            parameters | (phase_scale(result) if key == 'phase' else {}),
             origin=result.origin[key], colormap='gray', visible=visible,
         )
         for key, name, visible in (('phase', PHASE, True),

@@ -74,6 +74,7 @@ from ._common import (
     datacube_of,
     on_click,
     pair_note,
+    phase_scale,
     probe_choices,
     publish,
     real_space_layer,
@@ -407,7 +408,8 @@ class PtychoWidget(StepWidget):
         probe_layer = self.probe_layer.value
         params = self.parameters()
         info = RunInfo(cube, params | {'method': 'ptychography',
-                                       'source': cube.source},
+                                       'source': cube.source}
+                       | phase_scale(PtychoResult),
                        cube.calibration.q_pixel_mrad,
                        (tuple(layer.data.shape[:2]),
                         tuple(layer.scale[:2])))

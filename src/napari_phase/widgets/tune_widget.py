@@ -55,6 +55,7 @@ from ._common import (
     device_choice,
     on_click,
     pair_note,
+    phase_scale,
     probe_choices,
     raise_to_top,
     real_space_layer,
@@ -427,7 +428,7 @@ class TuneWidget(StepWidget):
             'rotation_deg': rotation, 'transpose': transpose,
             'source': prepared.parameters['source'], 'unit': 'rad',
             'prepared': prepared.parameters,
-        }
+        } | phase_scale(prepared)
 
         def job():
             yield  # the worker may be quit here, before the work

@@ -24,8 +24,11 @@ class PreparedPhase:
     rotation_deg, transpose)`` with every argument defaulting to the
     calibration's value when the object was prepared."""
 
-    #: What the phase is, in words (for messages).
+    #: What the phase is, in words (for messages), and its radians'
+    #: worth (io.layers.phase_scale).
     name = 'quick phase'
+    quantitative = False
+    phase_scale = ''
 
     def __init__(self, cal: Calibration, scan_shape, parameters: dict):
         self.aberrations, self.rotation_deg, self.transpose = (

@@ -32,7 +32,7 @@ from ..backend import (
 )
 from ..datacube import DataCube
 from ..geometry import detector_to_scan
-from ..parallax import FIT_RADIUS, _bf_images, _bright_field
+from ..parallax import FIT_RADIUS, PHASE_SCALE, _bf_images, _bright_field
 from ..reduce import run_steps
 from .polynomial import chi_coefficients, gradient
 from .prepared import PreparedPhase
@@ -43,6 +43,7 @@ class ParallaxPhase(PreparedPhase):
     the same interface as :class:`~.sideband.DirectPhase`. Thread-safe."""
 
     name = 'parallax quick phase'
+    phase_scale = PHASE_SCALE
 
     def __init__(self, cube, theta, spectra, padding, parameters, xp):
         super().__init__(cube.calibration, cube.scan_shape, parameters)

@@ -57,8 +57,13 @@ class PtychoResult:
         single-slice object)."""
         return slice_phases(self.object_cropped)
 
-    #: The phase in radians on the true scale, once converged.
-    quantitative = True
+    #: Radians of the reconstructed object, reaching the true scale only
+    #: as it converges (docs/validation.md).
+    quantitative = False
+    phase_scale = ('radians of the reconstructed object, approaching the '
+                   'true scale as it converges: slope 0.23, 0.43, 0.66 '
+                   'after 16, 64, 256 iterations on 60 Å gold, 0.79 after '
+                   '64 on a thin crystal')
 
     @property
     def rotation_deg(self) -> float:
