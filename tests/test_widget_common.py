@@ -99,6 +99,18 @@ def test_add_or_update_keeps_the_layer_and_its_display(make_napari_viewer):
     assert add_or_update(viewer, vectors) is not layer  # another kind
 
 
+def test_an_updated_layer_follows_its_data_until_the_user_sets_contrast(
+        make_napari_viewer):
+    viewer = make_napari_viewer()
+    ramp = np.linspace(0, 1, 16).reshape(4, 4)
+    layer = add_or_update(viewer, real_space_layer(ramp, 'phase', 1.0, {}))
+    add_or_update(viewer, real_space_layer(3 * ramp, 'phase', 1.0, {}))
+    assert np.allclose(layer.contrast_limits, (0, 3))  # live phase grows
+    layer.contrast_limits = (0.5, 1.0)  # the user's choice
+    add_or_update(viewer, real_space_layer(5 * ramp, 'phase', 1.0, {}))
+    assert np.allclose(layer.contrast_limits, (0.5, 1.0))
+
+
 def test_diffraction_view_controls_with_the_mouse(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     view = diffraction_view(viewer)

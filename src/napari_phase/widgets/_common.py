@@ -167,7 +167,9 @@ def add_or_update(viewer, layer_tuple, layer: Layer | None = None) -> Layer:
     """Add a layer-data tuple to ``viewer`` (a napari Viewer or a
     ViewerModel), or ``layer`` built from it beforehand; a layer of the
     same name and kind is updated in place (data, scale, translate,
-    metadata), keeping the user's display settings."""
+    metadata), keeping the user's display settings; contrast limits the
+    user left at the full range follow the new data (a live phase grows
+    over the iterations)."""
     data, attrs, kind = layer_tuple
     name = attrs['name']
     if name in viewer.layers:
@@ -179,10 +181,22 @@ def add_or_update(viewer, layer_tuple, layer: Layer | None = None) -> Layer:
                     setattr(old, key, attrs[key])
             if 'metadata' in attrs:
                 old.metadata = attrs['metadata']
+            follow = _contrast_untouched(old)
             old.data = data
+            if follow:
+                old.reset_contrast_limits()
             return old
         viewer.layers.remove(old)
     return viewer.add_layer(layer or Layer.create(data, attrs, kind))
+
+
+def _contrast_untouched(layer) -> bool:
+    """An image layer whose contrast limits are still its full range."""
+    if not isinstance(layer, Image):
+        return False
+    low, high = layer.contrast_limits_range
+    return np.allclose(layer.contrast_limits, (low, high),
+                       atol=1e-6 * max(abs(high - low), 1e-30))
 
 
 def publish(viewer, built: list[tuple], top: str | None = None,
