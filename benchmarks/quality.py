@@ -22,10 +22,10 @@ probe intensity, its point-spread).
 Default: the small datasets stored under tests/data/independent.
 ``--seed-sized [NAME ...]``: their seed-sized versions (48×48×192²,
 simulated once with abTEM and cached under benchmarks/.build/independent;
-gold_carbon, the seed's kind of specimen, unless named), and with
-``--py4dstem`` py4DSTEM 0.14.18 on the same data beside ours (its own
-venv and the runner of ``python -m benchmarks``; its DPC phase, in
-cycles, is converted to radians).
+gold_carbon, the seed's kind of specimen, unless named). ``--py4dstem``
+(either set): py4DSTEM 0.14.18 on the same data beside ours (its own venv
+and the runner of ``python -m benchmarks``; its DPC phase, in cycles, is
+converted to radians).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def scored(outcome: Outcome, truth, method: str) -> dict:
 
 def scorecard(names, iterations: int = ITERATIONS, seed_sized=False,
               py4dstem: bool = False, out: Path | None = None) -> dict:
-    """Rows per dataset and method (and py4DSTEM's, seed-sized only)."""
+    """Rows per dataset and method (and py4DSTEM's)."""
     report = {}
     for name in names:
         path = (independent.seed_sized(name) if seed_sized
@@ -193,7 +193,7 @@ def theirs(loaded, path: Path, iterations: int, folder: Path) -> dict:
     from napari_phase import write_emd, write_emd_probe
 
     cube, probe, truth = loaded
-    data = path.with_suffix('')
+    data = folder / 'input'  # the same data as py4DSTEM reads them
     data.mkdir(parents=True, exist_ok=True)
     files = {'cube_emd': data / 'cube.emd', 'probe_emd': data / 'probe.emd',
              'cube_npy': data / 'cube.npy', 'probe_npy': data / 'probe.npy'}
@@ -290,7 +290,7 @@ def main(argv=None) -> dict:
     parser.add_argument('--seed-sized', action='store_true',
                         help='48×48×192² versions (simulated once, cached)')
     parser.add_argument('--py4dstem', action='store_true',
-                        help='run py4DSTEM 0.14.18 too (seed-sized only)')
+                        help='run py4DSTEM 0.14.18 too')
     parser.add_argument('--iterations', type=int, default=ITERATIONS,
                         help=f'ptychography iterations ({ITERATIONS})')
     parser.add_argument('--out', type=Path, default=None,
@@ -300,8 +300,6 @@ def main(argv=None) -> dict:
     if unknown:
         parser.error(f'unknown dataset(s) {sorted(unknown)}; choose from '
                      f'{", ".join(independent.SPECS)}')
-    if args.py4dstem and not args.seed_sized:
-        parser.error('--py4dstem runs on the seed-sized set only')
     out = args.out or HERE / 'results' / (
         'quality-seed' if args.seed_sized else 'quality-small')
     default = ['gold_carbon'] if args.seed_sized else list(independent.SPECS)
