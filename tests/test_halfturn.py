@@ -152,11 +152,23 @@ def test_affine_split_with_astigmatism_larger_than_the_defocus(transpose):
 
 
 @pytest.mark.parametrize('transpose', [False, True])
-def test_parallax_transpose_with_astigmatism_twice_the_defocus(transpose):
+def test_parallax_says_when_astigmatism_may_exceed_the_defocus(transpose):
+    """With |A1| = 2|C1| the shifts fit both transposes as well, with |C1|
+    and |A1| swapped, and the bright-field CoM cannot tell them apart
+    (clarity 1.0–1.4 on such scans): parallax takes the transpose with
+    |C1| > |A1|, says so and names the other; given it, it is right."""
     sim = simulate(scan_shape=(24, 24), detector_shape=(96, 96),
                    rotation_deg=-15.0, transpose=transpose, C1=150.0,
                    aberrations={'C12': 300.0, 'phi12': 20.0}, seed=4)
-    found = parallax(sim.datacube, defocus_sign=1)
-    assert found.transpose is transpose
-    assert abs(wrap_degrees(found.rotation_deg + 15.0)) < 2.0
-    assert found.C1 == pytest.approx(150.0, rel=0.1)
+    guessed = parallax(sim.datacube, defocus_sign=1)
+    assert guessed.transpose is (not transpose)
+    assert guessed.C1 == pytest.approx(300.0, rel=0.1)  # the true |A1|
+    assert guessed.aberrations['C12'] == pytest.approx(150.0, rel=0.1)
+    note = guessed.warnings[0]
+    assert 'cannot tell the transpose' in note
+    assert f'transpose {transpose} would give' in note
+    given = parallax(sim.datacube, defocus_sign=1, transpose=transpose)
+    assert given.transpose is transpose
+    assert abs(wrap_degrees(given.rotation_deg + 15.0)) < 2.0
+    assert given.C1 == pytest.approx(150.0, rel=0.1)
+    assert given.aberrations['C12'] == pytest.approx(300.0, rel=0.1)

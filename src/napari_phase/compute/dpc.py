@@ -39,6 +39,7 @@ from .detectors import adf_mask, bf_mask
 from .geometry import detector_to_scan, wrap_degrees
 from .halfturn import Evidence, evidence, user_choice
 from .rotation import (
+    TOSS_CLARITY,
     RotationCurve,
     best_rotation,
     noise_weight,
@@ -57,9 +58,6 @@ MAX_FORCED_ROTATION = 360.0
 #: (a toss between the transposes). The 24×24 scans cannot show how
 #: this scales with the scan size.
 FIT_REGIONS = ('whole detector', 'bright field', 'dark field')
-#: Transpose clarity below which the transpose is a toss and DPC says so
-#: (between the wrong fits' ≤ 1.55 and the right fits' ≥ 2.3 above).
-TOSS_CLARITY = 2.0
 
 
 @dataclass

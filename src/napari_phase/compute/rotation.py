@@ -8,6 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Transpose clarity (:func:`transpose_clarity`) below which the transpose
+#: is a toss and the method says so. On the independent suite
+#: (docs/validation.md) DPC's right fits had 2.3–15 and none of its wrong
+#: ones more than 1.55; parallax's bright-field CoM 3.5 and 7.7 where it
+#: decided, 1.0–1.2 elsewhere (right or wrong by chance).
+TOSS_CLARITY = 2.0
+
 
 @dataclass
 class RotationCurve:
