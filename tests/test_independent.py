@@ -302,14 +302,14 @@ def test_parallax_finds_rotation_transpose_and_c1_modulo_a_half_turn(
     """At 500 e/Å² too: each group is aligned to the sum of the others.
     The bright-field CoM tells the transpose on gold_carbon (clarity 3.5)
     and gold_carbon_T_under (7.7) only; elsewhere (1.04–1.09) parallax
-    says so and takes the transpose with |C1| > |A1|."""
+    takes the transpose with |C1| > |A1|, quietly: the other candidate
+    (C1 ≈ 0, |A1| ≈ 420 Å) is beyond the astigmatism it names."""
     truth = datasets[name].truth
     found = seed_parallax(datasets[name])
     error = rotation_error(found.rotation_deg, truth.rotation_deg)
     assert modulo_half_turn(error) < 1.0
     assert found.transpose == truth.transpose
-    told = any('cannot tell the transpose' in n for n in found.warnings)
-    assert told is (name in ('gold_carbon_low_dose', 'holey_carbon'))
+    assert not any('cannot tell the transpose' in n for n in found.warnings)
     sign = 1 if abs(error) < 90 else -1  # the half-turn it chose
     assert relative_error(sign * found.C1, truth.C1_mid_specimen) == (
         pytest.approx(0, abs=0.05))

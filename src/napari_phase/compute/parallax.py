@@ -72,6 +72,12 @@ from .rotation import TOSS_CLARITY, best_rotation, transpose_clarity
 #: Fewest BF pixels worth aligning.
 MIN_BF_PIXELS = 10
 
+#: When the bright-field CoM cannot tell the transpose, the other
+#: candidate (|C1| and |A1| swapped) is named when its |A1| is at most
+#: this many times its |C1|; beyond, the one with |C1| > |A1| is kept
+#: quietly (a nearly pure defocus would otherwise always warn).
+ASTIGMATISM_RANGE = 3.0
+
 #: Fraction of the BF disk radius whose shifts enter the aberration fit.
 #: Pixels near the aperture edge interfere with scattered beams on one
 #: side only; on the simulator their shifts come out 4–12 % too large.
@@ -573,8 +579,9 @@ def _transpose(images, theta, fit_theta, shifts, p):
     """The transpose, and a note when the data cannot tell it: the user's,
     else the one under which the bright-field CoM is a gradient field when
     that is clear (clarity ≥ TOSS_CLARITY), else the one under which the
-    defocus exceeds the astigmatism. The shifts alone cannot tell: the
-    other transpose fits them as well with |C1| and |A1| swapped."""
+    defocus exceeds the astigmatism, with a note when the other is within
+    ASTIGMATISM_RANGE. The shifts alone cannot tell: the other transpose
+    fits them as well with |C1| and |A1| swapped."""
     if p['transpose'] is not None:
         return p['transpose'], None
     transpose, clarity = _curl_transpose(images, theta,
@@ -586,6 +593,8 @@ def _transpose(images, theta, fit_theta, shifts, p):
     transpose = abs(fits[True].C1) > abs(fits[False].C1)
     c1 = abs(fits[transpose].C1)
     a1 = abs(fits[not transpose].C1)  # = the kept hypothesis' |A1|
+    if a1 * ASTIGMATISM_RANGE < c1:  # the other is beyond that range
+        return transpose, None
     return transpose, (
         f'The bright-field CoM cannot tell the transpose (clarity '
         f'{clarity:.2f}, below {TOSS_CLARITY:g}): it is taken as {transpose}, '
