@@ -160,13 +160,13 @@ def test_parallax_says_when_astigmatism_may_exceed_the_defocus(transpose):
     sim = simulate(scan_shape=(24, 24), detector_shape=(96, 96),
                    rotation_deg=-15.0, transpose=transpose, C1=150.0,
                    aberrations={'C12': 300.0, 'phi12': 20.0}, seed=4)
-    guessed = parallax(sim.datacube, defocus_sign=1)
+    with pytest.warns(UserWarning, match='cannot tell the transpose') as told:
+        guessed = parallax(sim.datacube, defocus_sign=1)
     assert guessed.transpose is (not transpose)
     assert guessed.C1 == pytest.approx(300.0, rel=0.1)  # the true |A1|
     assert guessed.aberrations['C12'] == pytest.approx(150.0, rel=0.1)
-    note = guessed.warnings[0]
-    assert 'cannot tell the transpose' in note
-    assert f'transpose {transpose} would give' in note
+    assert any(f'transpose {transpose} would give' in str(w.message)
+               for w in told)
     given = parallax(sim.datacube, defocus_sign=1, transpose=transpose)
     assert given.transpose is transpose
     assert abs(wrap_degrees(given.rotation_deg + 15.0)) < 2.0

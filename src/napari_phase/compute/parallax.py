@@ -20,8 +20,8 @@ Steps (ALGORITHMS.md §1.4, without its linear projection of the shifts):
    (polynomial of θ, degree 2 or the int given).
 4. Transpose: the one under which the bright-field CoM is a gradient
    field when that is clear, else the one under which |C1| > |A1| (the
-   shifts fit both transposes, with |C1| and |A1| swapped; the result's
-   warnings say so). Aberration fit (``compute/aberrations.py``): affine
+   shifts fit both transposes, with |C1| and |A1| swapped; a warning
+   names the other when it is plausible). Aberration fit (``compute/aberrations.py``): affine
    pass for rotation and C1; gradient-basis least squares for C1, astigmatism,
    coma, trefoil with standard errors. The shifts' common offset is
    removed so that the images register with the scan positions. When
@@ -40,6 +40,7 @@ of each is scan position (0, 0) (origin (0, 0) Å), so they overlay
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 
@@ -261,8 +262,8 @@ def parallax_steps(
         images, theta, theta[inner], measured * step, p)
     fit, model, notes = _fit(theta[inner], measured * step, groups, gain,
                              transpose, p)
-    if transpose_note and fit.rotation_deg is not None:
-        notes.insert(0, transpose_note)
+    if transpose_note and fit.rotation_deg is not None:  # as DPC's toss
+        warnings.warn(f'{cube.source}: {transpose_note}', stacklevel=2)
     if fit.rotation_deg is None:  # no parallax: the images are aligned
         shifts = np.zeros_like(theta)
     else:  # the aperture-edge pixels follow the fit
