@@ -21,10 +21,11 @@ Steps (ALGORITHMS.md §1.4, without its linear projection of the shifts):
 4. Transpose: the one under which the bright-field CoM is a gradient
    field when that is clear, else the one under which |C1| > |A1| (the
    shifts fit both transposes, with |C1| and |A1| swapped; a warning
-   names the other when it is plausible). Aberration fit (``compute/aberrations.py``): affine
-   pass for rotation and C1; gradient-basis least squares for C1, astigmatism,
-   coma, trefoil with standard errors. The shifts' common offset is
-   removed so that the images register with the scan positions. When
+   names the other when it is plausible). Aberration fit
+   (``compute/aberrations.py``): affine pass for rotation and C1;
+   gradient-basis least squares for C1, astigmatism, coma, trefoil
+   with standard errors. The shifts' common offset is removed so that
+   the images register with the scan positions. When
    the fit explains too little of the shifts (an in-focus dataset), the
    result says so, rotation and transpose are None and the shifts 0.
 5. Kernel-density upsampling (``compute/kde.py``).
