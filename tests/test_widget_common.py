@@ -12,6 +12,8 @@ from napari.layers import Layer
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QPoint, Qt
 from qtpy.QtTest import QTest
+from qtpy.QtWidgets import QApplication
+from superqt import QDoubleRangeSlider
 
 from napari_phase.io.layers import real_space_layer
 from napari_phase.widgets._common import Runner, add_or_update
@@ -154,3 +156,19 @@ def test_diffraction_view_controls_with_the_mouse(make_napari_viewer, qtbot):
     np.testing.assert_allclose(view.model.scene.camera.center, fitted)
     # no shapes layer handed over yet: the shape tools wait for one
     assert not any(button.isEnabled() for button in view.tools.buttons())
+
+
+def test_contrast_dragged_with_the_mouse_survives_an_update(
+        make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    ramp = np.linspace(0, 1, 16).reshape(4, 4)
+    layer = add_or_update(viewer, real_space_layer(ramp, 'phase', 1.0, {}))
+    slider, = (w for w in QApplication.allWidgets()
+               if isinstance(w, QDoubleRangeSlider) and w.isVisible())
+    y = slider.height() / 2  # the upper handle, from the end to 60 %
+    drag(slider, (slider.width() - 5, y), (0.6 * slider.width(), y),
+         qtbot=qtbot)
+    dragged = tuple(layer.contrast_limits)
+    assert dragged[0] == 0 and 0.3 < dragged[1] < 0.9
+    add_or_update(viewer, real_space_layer(3 * ramp, 'phase', 1.0, {}))
+    assert tuple(layer.contrast_limits) == dragged
