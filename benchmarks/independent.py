@@ -155,6 +155,17 @@ SPECS = {spec.name: spec for spec in (
          'area (phase histogram negatively skewed), θ = +121.7°, '
          'C1 = +400 Å',
          rotation_deg=121.7, carbon_thickness=40.0, seed=3),
+    Spec('gold_carbon_astig_T', 'gold_on_carbon',
+         'gold on carbon, transposed detector, astigmatism twice the '
+         'defocus: C1 = +130 Å, C12 = 260 Å at −40°, θ = +70°',
+         rotation_deg=70.0, transpose=True, C1=130.0,
+         aberrations={'C12': 260.0, 'phi12': -40.0}, seed=5),
+    Spec('holey_carbon_astig', 'holey_carbon',
+         'holey film, astigmatism larger than the defocus: underfocus '
+         'C1 = −150 Å, C12 = 200 Å at 75°, θ = −60°',
+         rotation_deg=-60.0, C1=-150.0,
+         aberrations={'C12': 200.0, 'phi12': 75.0}, carbon_thickness=40.0,
+         seed=6),
     Spec('srtio3_001', 'srtio3',
          'SrTiO3 [001], 8 unit cells (31 Å), crystal edge with vacuum '
          'beyond, transposed detector, θ = −15°, underfocus C1 = −300 Å',

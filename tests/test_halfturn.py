@@ -25,6 +25,7 @@ from napari_phase.compute.halfturn import (
     outranks,
     user_choice,
 )
+from napari_phase.compute.transpose import Candidate, choose_transpose
 
 
 def particles(n=64, seed=0):
@@ -152,23 +153,56 @@ def test_affine_split_with_astigmatism_larger_than_the_defocus(transpose):
 
 
 @pytest.mark.parametrize('transpose', [False, True])
-def test_parallax_says_when_astigmatism_may_exceed_the_defocus(transpose):
+def test_parallax_tells_the_transpose_when_astigmatism_exceeds_defocus(
+        transpose):
     """With |A1| = 2|C1| the shifts fit both transposes as well, with |C1|
-    and |A1| swapped, and the bright-field CoM cannot tell them apart
-    (clarity 1.0–1.4 on such scans): parallax takes the transpose with
-    |C1| > |A1|, says so and names the other; given it, it is right."""
+    and |A1| swapped; direct ptychography's score tells them apart (on
+    our simulator: self-consistency only, the independent suite is in
+    test_independent) and the notes name the other reading."""
     sim = simulate(scan_shape=(24, 24), detector_shape=(96, 96),
                    rotation_deg=-15.0, transpose=transpose, C1=150.0,
                    aberrations={'C12': 300.0, 'phi12': 20.0}, seed=4)
-    with pytest.warns(UserWarning, match='cannot tell the transpose') as told:
-        guessed = parallax(sim.datacube, defocus_sign=1)
-    assert guessed.transpose is (not transpose)
-    assert guessed.C1 == pytest.approx(300.0, rel=0.1)  # the true |A1|
-    assert guessed.aberrations['C12'] == pytest.approx(150.0, rel=0.1)
-    assert any(f'transpose {transpose} would give' in str(w.message)
-               for w in told)
-    given = parallax(sim.datacube, defocus_sign=1, transpose=transpose)
-    assert given.transpose is transpose
-    assert abs(wrap_degrees(given.rotation_deg + 15.0)) < 2.0
-    assert given.C1 == pytest.approx(150.0, rel=0.1)
-    assert given.aberrations['C12'] == pytest.approx(300.0, rel=0.1)
+    found = parallax(sim.datacube, defocus_sign=1)
+    assert found.transpose is transpose
+    assert abs(wrap_degrees(found.rotation_deg + 15.0)) < 2.0
+    assert found.C1 == pytest.approx(150.0, rel=0.1)
+    assert found.aberrations['C12'] == pytest.approx(300.0, rel=0.1)
+    other = f'transpose {not transpose}: θ'
+    assert any('direct ptychography scores' in note and other in note
+               for note in found.warnings)
+
+
+def readings(c1, a1):
+    """Both transposes' readings of one set of shifts: |C1| and |A1|
+    swapped (transpose False keeps C1 = c1)."""
+    return {False: Candidate(False, 10.0, {'C10': c1, 'C12': a1,
+                                           'phi12': 0.0}),
+            True: Candidate(True, 100.0, {'C10': a1, 'C12': c1,
+                                          'phi12': 0.0})}
+
+
+def test_transpose_with_far_larger_astigmatism_is_not_scored():
+    asked = []
+    choice = choose_transpose(readings(400.0, 5.0), asked.append)
+    assert choice.transpose is False and choice.warning is None
+    assert asked == []
+
+
+@pytest.mark.parametrize(('scores', 'kept', 'warns'), [
+    ([100.0, 150.0], True, False),  # the other scores ×1.5: it is taken
+    ([150.0, 100.0], False, False),
+    ([100.0, 110.0], False, True),  # ×1.1: a toss, |C1| > |A1| kept
+    (None, False, True),  # direct ptychography could not run
+])
+def test_transpose_taken_from_direct_ptychography_only_when_clear(
+        scores, kept, warns):
+    """|A1| = 0.7|C1| under transpose False: the other reading (|A1| 1.4
+    times its |C1|) is plausible, so the scores decide when their ratio
+    reaches DECISIVE_SCORE_RATIO; else the user is told."""
+    choice = choose_transpose(readings(100.0, 70.0),
+                              lambda candidates: scores)
+    assert choice.transpose is kept
+    assert (choice.warning is not None) is warns
+    if warns:
+        assert 'transpose True: θ 100.0°, |C1| 70 Å, |A1| 100 Å' in (
+            choice.warning)

@@ -319,6 +319,49 @@ def test_parallax_finds_rotation_transpose_and_c1_modulo_a_half_turn(
         pytest.approx(0, abs=0.05))
 
 
+#: Astigmatism larger than the defocus (|A1|/|C1| 2.0 and 1.3 at the
+#: entrance surface, 1.6 and 1.55 mid-specimen): rotation error modulo
+#: the half-turn measured 0.2° and 2.0° (the 1° the issue asks for is
+#: not reached on the holey film: docs/validation.md).
+ASTIGMATIC = {'gold_carbon_astig_T': 0.5, 'holey_carbon_astig': 2.5}
+
+
+@pytest.mark.parametrize('name', list(ASTIGMATIC))
+def test_parallax_tells_the_transpose_when_astigmatism_exceeds_defocus(
+        datasets, name):
+    """The shifts fit both transposes (|C1| and |A1| swapped) and the
+    bright-field CoM would take the one with |C1| > |A1|, the wrong one
+    here; direct ptychography's score tells them apart (×1.5 and ×2.0)."""
+    truth = datasets[name].truth
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter('always')
+        found = seed_parallax(datasets[name])
+    assert not any('cannot tell the transpose' in str(w.message)
+                   for w in told)
+    assert found.transpose == truth.transpose
+    error = rotation_error(found.rotation_deg, truth.rotation_deg)
+    assert modulo_half_turn(error) < ASTIGMATIC[name]
+    sign = 1 if abs(error) < 90 else -1  # the half-turn it chose
+    assert relative_error(sign * found.C1, truth.C1_mid_specimen) == (
+        pytest.approx(0, abs=0.05))
+    assert relative_error(found.aberrations['C12'],
+                          truth.aberrations['C12']) == pytest.approx(
+        0, abs=0.1)
+    assert any('direct ptychography scores' in note
+               for note in found.warnings)
+
+
+def test_dpc_takes_the_transpose_under_which_c1_exceeds_a1(datasets):
+    """DPC's masked CoMs are c = H·∇F (H the aberration matrix): the
+    transpose with least curl is the one whose H is the more nearly
+    isotropic, |C1| > |A1|, however clear; here that is the wrong one,
+    with clarity above TOSS_CLARITY (docs/conventions.md)."""
+    loaded = datasets['gold_carbon_astig_T']
+    found = dpc(calibrated(loaded))
+    assert found.transpose != loaded.truth.transpose
+    assert found.transpose_clarity > 2
+
+
 @pytest.mark.parametrize('name', ['gold_carbon_astig', 'srtio3_001'])
 def test_parallax_says_why_it_finds_none_on_aliased_images(datasets, name):
     """A probe hardly wider than the 2.39 Å step (C1 + t/2 = 81 Å, one
@@ -384,6 +427,42 @@ def test_the_chain_settles_one_half_turn_and_no_phase_is_inverted(
         assert score.correlation > 0.3, attrs['name']
 
 
+@pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
+@pytest.mark.parametrize('name', list(ASTIGMATIC))
+def test_the_chain_keeps_parallax_transpose_under_astigmatism(datasets,
+                                                              name):
+    """The seed's recipe from the bare file: the calibration ends at the
+    true transpose, rotation, C1 and half-turn, and the DPC and
+    ptychography phases are right-signed. Where DPC fitted the other
+    transpose the chain says so. (The CTF-corrected parallax phase is
+    poor under such astigmatism, band r +0.3–0.6: docs/validation.md.)"""
+    cube = calibrated(datasets[name])
+    truth = datasets[name].truth
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter('always')
+        run = run_pipeline(cube, seed_recipe(ptycho_iterations=16),
+                           datasets[name].probe,
+                           methods=['dpc', 'parallax', 'ptycho'])
+    cal = run.calibration
+    assert cal.transpose == truth.transpose
+    assert abs(rotation_error(cal.rotation_deg, truth.rotation_deg)) < (
+        ASTIGMATIC[name])
+    assert relative_error(cal.C1, truth.C1_mid_specimen) == pytest.approx(
+        0, abs=0.05)
+    assert cal.half_turn_source == 'ptychography'
+    assert cal.half_turn_confidence >= 3
+    dpc_differs = run.results['dpc'].transpose != truth.transpose
+    assert dpc_differs == any('DPC fitted transpose' in str(w.message)
+                              for w in told)
+    phases = {attrs['name']: (data, attrs) for data, attrs, _ in run.layers}
+    for layer in ('DPC phase', 'ptychography phase'):
+        data, attrs = phases[layer]
+        score = quality(data, truth.phase, attrs['scale'][0],
+                        truth.phase_pixel, 2 * cal.scan_step,
+                        image_origin=attrs['translate'])
+        assert score.correlation > 0.8, layer
+
+
 @pytest.mark.parametrize('name', NAMES)
 def test_direct_ptychography_from_the_true_pair(datasets, name):
     """SSB and OBF with the true rotation, transpose and C1 (mid-specimen):
@@ -395,7 +474,8 @@ def test_direct_ptychography_from_the_true_pair(datasets, name):
     truth = datasets[name].truth
     cube.calibration.update(rotation_deg=truth.rotation_deg,
                             transpose=truth.transpose,
-                            C1=truth.C1_mid_specimen)
+                            C1=truth.C1_mid_specimen,
+                            aberrations=truth.aberrations)
     step = cube.calibration.scan_step
     prepared = prepare_direct(cube, vacuum_probe=datasets[name].probe)
 
@@ -418,7 +498,7 @@ def test_direct_ptychography_from_the_true_pair(datasets, name):
             assert 0.6 < found.slope < 1.2
     defocused = score(prepared.phase({'C10': 0.0}), truth.phase,
                       truth.phase_pixel)
-    if name != 'gold_carbon_astig':  # C1 = 81 Å is small beside A1 there
+    if not truth.aberrations:  # else C1 is not the larger aberration
         assert defocused.correlation < ssb_score.correlation - 0.3
     refined = refine_aberrations(prepared, fit=('C10', 'C12'),
                                  aberrations={'C10': 0.0}, span=800)

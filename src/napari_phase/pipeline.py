@@ -240,6 +240,25 @@ def _parallax(params, cube, probe, recipe, run, **_):
     run.calibration.update(**result.calibration_update())
     if result.rotation_deg is None and run.calibration.C1 is None:
         _defocus_from_ssb(cube, probe, run, recipe.get('device') or 'cpu')
+    _check_dpc_transpose(run, cube.source)
+
+
+def _check_dpc_transpose(run, source) -> None:
+    """Warn when DPC fitted the other transpose than parallax's, which
+    the calibration keeps: with astigmatism comparable to the defocus
+    the masked CoMs favour the transpose under which |C1| > |A1|
+    (docs/conventions.md), however clear their curl."""
+    shown, kept = run.results.get('dpc'), run.calibration.transpose
+    if shown is None or kept is None or shown.transpose == kept:
+        return
+    warnings.warn(
+        f'{source}: DPC fitted transpose {shown.transpose} (clarity '
+        f'{shown.transpose_clarity:.2f} on the {shown.rotation_region}); '
+        f'the calibration keeps parallax\'s, {kept}: DPC\'s CoM cannot '
+        'tell the transpose when the astigmatism is comparable to the '
+        'defocus. The DPC phase is shown at its own fit; run DPC again '
+        'with the calibration\'s rotation and transpose to see it there',
+        stacklevel=2)
 
 
 #: Half-width (Å) of the C1 search about 0 when parallax finds none: the

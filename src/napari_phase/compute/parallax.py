@@ -18,10 +18,10 @@ Steps (ALGORITHMS.md §1.4, without its linear projection of the shifts):
    converge, pass on a smooth cubic of θ through their group shifts; the
    finest level's shifts stay raw unless ``regularize_shifts``
    (polynomial of θ, degree 2 or the int given).
-4. Transpose: the one under which the bright-field CoM is a gradient
-   field when that is clear, else the one under which |C1| > |A1| (the
-   shifts fit both transposes, with |C1| and |A1| swapped; a warning
-   names the other when it is plausible). Aberration fit
+4. Transpose: the shifts fit both, with |C1| and |A1| swapped; the one
+   with |C1| > |A1| unless the other is plausible and direct
+   ptychography scores it clearly higher (``compute/transpose.py``; a
+   warning when the data cannot tell). Aberration fit
    (``compute/aberrations.py``): affine pass for rotation and C1;
    gradient-basis least squares for C1, astigmatism, coma, trefoil
    with standard errors. The shifts' common offset is removed so that
@@ -69,16 +69,10 @@ from .geometry import wrap_degrees
 from .halfturn import Evidence, evidence, user_choice
 from .kde import kde_upsample
 from .reduce import run_steps
-from .rotation import TOSS_CLARITY, best_rotation, transpose_clarity
+from .transpose import Candidate, choose_transpose, direct_scores
 
 #: Fewest BF pixels worth aligning.
 MIN_BF_PIXELS = 10
-
-#: When the bright-field CoM cannot tell the transpose, the other
-#: candidate (|C1| and |A1| swapped) is named when its |A1| is at most
-#: this many times its |C1|; beyond, the one with |C1| > |A1| is kept
-#: quietly (a nearly pure defocus would otherwise always warn).
-ASTIGMATISM_RANGE = 3.0
 
 #: Fraction of the BF disk radius whose shifts enter the aberration fit.
 #: Pixels near the aperture edge interfere with scattered beams on one
@@ -259,12 +253,10 @@ def parallax_steps(
 
     step = cal.scan_step
     gain = _sharpening(spectra, measured)
-    transpose, transpose_note = _transpose(
-        images, theta, theta[inner], measured * step, p)
-    fit, model, notes = _fit(theta[inner], measured * step, groups, gain,
-                             transpose, p)
-    if transpose_note and fit.rotation_deg is not None:  # as DPC's toss
-        warnings.warn(f'{cube.source}: {transpose_note}', stacklevel=2)
+    options = (False, True) if p['transpose'] is None else (p['transpose'],)
+    fits = {option: _fit(theta[inner], measured * step, groups, gain,
+                         option, p) for option in options}
+    fit, model, notes = fits[_transpose(cube, fits, p['device'])]
     if fit.rotation_deg is None:  # no parallax: the images are aligned
         shifts = np.zeros_like(theta)
     else:  # the aperture-edge pixels follow the fit
@@ -577,45 +569,22 @@ def _resolve_half_turn(fit: _Fit, phase, p, factor):
     return fit, phase, found
 
 
-def _transpose(images, theta, fit_theta, shifts, p):
-    """The transpose, and a note when the data cannot tell it: the user's,
-    else the one under which the bright-field CoM is a gradient field when
-    that is clear (clarity ≥ TOSS_CLARITY), else the one under which the
-    defocus exceeds the astigmatism, with a note when the other is within
-    ASTIGMATISM_RANGE. The shifts alone cannot tell: the other transpose
-    fits them as well with |C1| and |A1| swapped."""
-    if p['transpose'] is not None:
-        return p['transpose'], None
-    transpose, clarity = _curl_transpose(images, theta,
-                                         p['object_padding_px'])
-    if clarity >= TOSS_CLARITY:
-        return transpose, None
-    fits = [affine_fit(fit_theta, shifts, None, option)
-            for option in (False, True)]
-    transpose = abs(fits[True].C1) > abs(fits[False].C1)
-    c1 = abs(fits[transpose].C1)
-    a1 = abs(fits[not transpose].C1)  # = the kept hypothesis' |A1|
-    if a1 * ASTIGMATISM_RANGE < c1:  # the other is beyond that range
-        return transpose, None
-    return transpose, (
-        f'The bright-field CoM cannot tell the transpose (clarity '
-        f'{clarity:.2f}, below {TOSS_CLARITY:g}): it is taken as {transpose}, '
-        f'under which the defocus exceeds the astigmatism (|C1| {c1:.0f} Å, '
-        f'|A1| {a1:.0f} Å); transpose {not transpose} would give |C1| '
-        f'{a1:.0f} Å and |A1| {c1:.0f} Å. Give the transpose if the '
-        'astigmatism is the larger.')
-
-
-def _curl_transpose(images, theta, padding) -> tuple[bool, float]:
-    """The transpose under which the bright-field CoM (the aligned images'
-    weights over the BF angles) is most nearly a gradient field
-    (compute/rotation.py), inside the blended scan, and its clarity."""
-    x0, y0 = (n // 2 for n in padding)
-    inner = to_numpy(images)[:, x0:images.shape[1] - (padding[0] - x0),
-                             y0:images.shape[2] - (padding[1] - y0)]
-    com = np.einsum('nk,nxy->kxy', theta, inner) / inner.sum(axis=0)
-    com -= com.mean(axis=(1, 2), keepdims=True)
-    return best_rotation(com)[1], transpose_clarity(com)
+def _transpose(cube, fits, device) -> bool:
+    """The transpose of the one fit given, else the one of the two fits
+    that :func:`~.transpose.choose_transpose` keeps (a warning when the
+    data cannot tell; why, among that fit's notes). Either, when neither
+    found parallax."""
+    if len(fits) == 1 or fits[False][0].rotation_deg is None:
+        return next(iter(fits))
+    readings = {option: Candidate(option, fit.rotation_deg, fit.aberrations)
+                for option, (fit, _, _) in fits.items()}
+    choice = choose_transpose(
+        readings, lambda candidates: direct_scores(cube, candidates, device))
+    fits[choice.transpose][2].append(
+        f'Transpose {choice.transpose}: {choice.reason}.')
+    if choice.warning:  # as DPC's toss
+        warnings.warn(f'{cube.source}: {choice.warning}', stacklevel=3)
+    return choice.transpose
 
 
 def _default_upsample(theta, cal, detector_shape):

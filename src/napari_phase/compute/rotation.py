@@ -1,6 +1,6 @@
 """Scan rotation and transpose from a CoM field: the (θ, transpose) whose
 rotated field is closest to a gradient (least curl), exactly, with no angle
-grid. Used by DPC (its CoM) and parallax (the bright-field CoM)."""
+grid. Used by DPC."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 
 #: Transpose clarity (:func:`transpose_clarity`) below which the transpose
 #: is a toss and the method says so. On the independent suite
-#: (docs/validation.md) DPC's right fits had 2.3–15 and none of its wrong
-#: ones more than 1.55; parallax's bright-field CoM 3.5 and 7.7 where it
-#: decided, 1.0–1.2 elsewhere (right or wrong by chance).
+#: (docs/validation.md) DPC's right fits had 2.3–15 and its wrong ones at
+#: most 1.55, except under astigmatism comparable to the defocus, where a
+#: masked CoM favours the transpose with |C1| > |A1| however clear
+#: (3.35 and 2.06, wrong: docs/conventions.md).
 TOSS_CLARITY = 2.0
 
 
