@@ -5,7 +5,10 @@ import pytest
 from gui import click, type_into
 from napari.layers import Image, Vectors
 
+from benchmarks import independent
+from napari_phase import run_pipeline
 from napari_phase.compute.geometry import wrap_degrees
+from napari_phase.recipe import new_recipe
 from napari_phase.widgets._common import META
 from napari_phase.widgets.diffraction_view import diffraction_view
 from napari_phase.widgets.parallax_widget import (
@@ -65,6 +68,28 @@ def test_parallax_widget_layers_and_calibration(
     assert 'parallax' in cal.half_turn
     assert widget.table.shape[0] == len(widget.result.aberrations)
     assert 'rotation' in widget.summary.value
+
+
+def test_parallax_widget_tells_the_transpose_under_astigmatism(
+    make_napari_viewer, qtbot, add_cube
+):
+    """An abTEM scan whose astigmatism is twice the defocus
+    (benchmarks/independent.py): Run finds the true transpose, writes it
+    into the calibration and its summary says how it was decided."""
+    loaded = independent.load('gold_carbon_astig_T')
+    cube = loaded.cube
+    run_pipeline(cube, new_recipe({'calibrate': {'thresh_upper': 0.7}}),
+                 loaded.probe)
+    viewer = make_napari_viewer(show=True)
+    add_cube(viewer, cube, 'cube')
+    widget = ParallaxWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    click(widget.runner.run_button)
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=60000)
+    assert widget.result is not None, widget.runner.status.value
+    assert cube.calibration.transpose is loaded.truth.transpose is True
+    assert 'Transpose True: direct ptychography scores' in (
+        widget.summary.value)
 
 
 def test_parallax_widget_shows_bad_input(make_napari_viewer, qtbot):

@@ -28,7 +28,7 @@ ASTIGMATISM_RANGE = 3.0
 
 #: Least ratio of direct ptychography's scores for it to decide between
 #: the candidates. On the independent suite the right candidate scores
-#: ×1.39–2.05 the other (docs/validation.md); equal scores would be 1.
+#: ×1.37–2.05 the other (docs/validation.md); equal scores would be 1.
 DECISIVE_SCORE_RATIO = 1.2
 
 
