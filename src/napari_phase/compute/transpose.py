@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 #: The other candidate is taken into account when its |A1| is at most
 #: this many times its |C1|; beyond, the one with |C1| > |A1| is kept
-#: without a test (on every specimen at near-pure defocus the other is
-#: C1 ≈ 0 with |A1| 300–420 Å, docs/validation.md).
+#: without a test. On every specimen at near-pure defocus the other is
+#: C1 ≈ 0 with |A1| 280–430 Å (docs/validation.md), and on the square
+#: SrTiO3 lattice the scores could not have told (1.00).
 ASTIGMATISM_RANGE = 3.0
 
 #: Least ratio of direct ptychography's scores for it to decide between
