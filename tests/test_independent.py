@@ -352,10 +352,10 @@ def test_parallax_tells_the_transpose_when_astigmatism_exceeds_defocus(
 
 
 def test_dpc_takes_the_transpose_under_which_c1_exceeds_a1(datasets):
-    """DPC's masked CoMs are c = H·∇F (H the aberration matrix): the
-    transpose with least curl is the one whose H is the more nearly
-    isotropic, |C1| > |A1|, however clear; here that is the wrong one,
-    with clarity above TOSS_CLARITY (docs/conventions.md)."""
+    """DPC's bright-field CoM is about c = H·∇F (H the aberration
+    matrix), whose least-curl transpose is the one with the more nearly
+    isotropic H, |C1| > |A1|: here the wrong one, with clarity above
+    TOSS_CLARITY (docs/conventions.md)."""
     loaded = datasets['gold_carbon_astig_T']
     found = dpc(calibrated(loaded))
     assert found.transpose != loaded.truth.transpose

@@ -246,8 +246,8 @@ def _parallax(params, cube, probe, recipe, run, **_):
 def _check_dpc_transpose(run, source) -> None:
     """Warn when DPC fitted the other transpose than parallax's, which
     the calibration keeps: with astigmatism comparable to the defocus
-    the masked CoMs favour the transpose under which |C1| > |A1|
-    (docs/conventions.md), however clear their curl."""
+    the masked CoMs can favour the transpose under which |C1| > |A1|,
+    however clear their curl (docs/conventions.md)."""
     shown, kept = run.results.get('dpc'), run.calibration.transpose
     if shown is None or kept is None or shown.transpose == kept:
         return

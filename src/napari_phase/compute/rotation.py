@@ -12,8 +12,8 @@ import numpy as np
 #: is a toss and the method says so. On the independent suite
 #: (docs/validation.md) DPC's right fits had 2.3–15 and its wrong ones at
 #: most 1.55, except under astigmatism comparable to the defocus, where a
-#: masked CoM favours the transpose with |C1| > |A1| however clear
-#: (3.35 and 2.06, wrong: docs/conventions.md).
+#: masked CoM can favour the transpose with |C1| > |A1| clearly and
+#: wrongly (3.35 and 2.06 on gold_carbon_astig_T: docs/conventions.md).
 TOSS_CLARITY = 2.0
 
 
