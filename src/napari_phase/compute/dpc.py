@@ -57,8 +57,8 @@ MAX_FORCED_ROTATION = 360.0
 #: 2.3–15; no fit with the wrong transpose or > 5° off had more than 1.55
 #: (a toss between the transposes), but for astigmatism comparable to the
 #: defocus, where the masked CoMs can favour the transpose with
-#: |C1| > |A1| clearly and wrongly (docs/conventions.md). The 24×24 scans cannot show how
-#: this scales with the scan size.
+#: |C1| > |A1| clearly and wrongly (docs/conventions.md). The 24×24
+#: scans cannot show how this scales with the scan size.
 FIT_REGIONS = ('whole detector', 'bright field', 'dark field')
 
 

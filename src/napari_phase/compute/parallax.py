@@ -251,19 +251,17 @@ def parallax_steps(
     centred = bf_pixels[inner] - np.median(bf_pixels[inner], axis=0)
     step = cal.scan_step
     bin_px = p['min_alignment_bin']
-    measured, groups = yield from _rescaled(
-        _aligned(spectra, theta[inner], centred, bin_px, p), 0.15, 0.45)
-    gain = _sharpening(spectra, measured)
-    fits = _fits(theta[inner], measured * step, groups, gain, p)
+    measured, gain, fits = yield from _rescaled(
+        _measured(spectra, theta[inner], centred, bin_px, step, p),
+        0.15, 0.45)
     coarser = COARSER_BINS * bin_px
-    if _aliased(fits, gain) and coarser <= p['max_alignment_bin']:
-        retried, retried_groups = yield from _rescaled(
-            _aligned(spectra, theta[inner], centred, coarser, p), 0.6, 0.15)
-        retried_gain = _sharpening(spectra, retried)
-        retried_fits = _fits(theta[inner], retried * step, retried_groups,
-                             retried_gain, p)
-        if next(iter(retried_fits.values()))[0].found:
-            measured, groups, fits = retried, retried_groups, retried_fits
+    if not _found(fits) and gain >= MIN_SHARPENING and (
+            coarser <= p['max_alignment_bin']):  # aligned, not copies
+        retried = yield from _rescaled(
+            _measured(spectra, theta[inner], centred, coarser, step, p),
+            0.6, 0.15)
+        if _found(retried[2]):
+            measured, gain, fits = retried
             for _, _, notes in fits.values():
                 notes.insert(0, f'Shifts from {coarser:g} px bins: at '
                              f'{bin_px:g} px they followed no aberration '
@@ -523,27 +521,25 @@ def _fit(theta, shifts, groups, gain, transpose, p):
     return result, fit.predict, notes
 
 
-def _aligned(spectra, theta, centred, min_bin, p):
-    """:func:`align_bright_field` down to ``min_bin`` px with ``p``'s
-    settings: a generator of fractions returning (shifts px, groups)."""
-    return align_bright_field(
+def _measured(spectra, theta, centred, min_bin, step, p):
+    """Align down to ``min_bin`` px (a generator of fractions) and return
+    the shifts (px), the sharpening and the fits {transpose: (_fit, model,
+    notes)} of the shifts for the given transpose, else for both."""
+    shifts, groups = yield from align_bright_field(
         spectra, theta, centred, p['max_alignment_bin'], min_bin,
         p['num_iter_at_min_bin'], p['cross_correlation_upsample'],
         p['regularize_shifts'])
-
-
-def _fits(theta, shifts, groups, gain, p) -> dict:
-    """{transpose: (_fit, model, notes)} of the shifts (Å) for the given
-    transpose, else for both."""
+    gain = _sharpening(spectra, shifts)
     options = (False, True) if p['transpose'] is None else (p['transpose'],)
-    return {option: _fit(theta, shifts, groups, gain, option, p)
+    fits = {option: _fit(theta, shifts * step, groups, gain, option, p)
             for option in options}
+    return shifts, gain, fits
 
 
-def _aliased(fits, gain) -> bool:
-    """Whether the images aligned to a sharper one but their shifts
-    followed no aberration function (then coarser bins may)."""
-    return not next(iter(fits.values()))[0].found and gain >= MIN_SHARPENING
+def _found(fits) -> bool:
+    """Whether the shifts follow an aberration function (the same for
+    every transpose: they fit both)."""
+    return next(iter(fits.values()))[0].found
 
 
 def _no_parallax(explained, gain) -> str:
@@ -611,7 +607,7 @@ def _transpose(cube, fits, device) -> bool:
     that :func:`~.transpose.choose_transpose` keeps (a warning when the
     data cannot tell; why, among that fit's notes). Either, when neither
     found parallax."""
-    if len(fits) == 1 or not fits[False][0].found:
+    if len(fits) == 1 or not _found(fits):
         return next(iter(fits))
     readings = {option: Candidate(option, fit.rotation_deg, fit.aberrations)
                 for option, (fit, _, _) in fits.items()}
