@@ -2,7 +2,8 @@
 
 The reconstruction is resampled onto the truth's grid (both placed in the
 scan frame, Å), registered to it (integer shift: the cross-correlation
-peak; sub-pixel: the shift that maximises the correlation), cropped away
+peak; sub-pixel: the shift within a pixel of it that maximises the
+correlation), cropped away
 from the borders and compared by the Pearson correlation. A
 reconstruction whose contrast is inverted correlates negatively: its
 ``sign`` is −1 and it is reported as inverted rather than silently
@@ -14,8 +15,10 @@ method can see (an optional point-spread, e.g. the probe intensity for
 DPC, then a Gaussian of the method's resolution), both images are
 band-passed (that Gaussian minus a wide one of σ ``coarse``: offsets and
 the largest scales, which integration and CTF correction cannot recover,
-are left out) and compared by Pearson's r and by the least-squares slope
-of the image against the truth (1 = the right radians).
+are left out), registered on those band-passed images (a smooth
+background that integration leaves cannot pull the match away) and
+compared by Pearson's r and by the least-squares slope of the image
+against the truth (1 = the right radians).
 :func:`rotation_error` and :func:`relative_error` score the fitted
 geometry.
 """
@@ -78,29 +81,33 @@ def score(
 
 
 def _registered(image, truth, image_pixel, truth_pixel, image_origin,
-                truth_origin, border, max_shift):
+                truth_origin, border, max_shift, filtered=None):
     """:func:`score`'s :class:`Score` and the image resampled on the
-    truth grid at the registered shift (NaN outside the image)."""
+    truth grid at the registered shift (NaN outside the image), or, with
+    ``filtered`` (a filter of a resampled image, NaN filled), that image
+    filtered; ``truth`` is then filtered alike by the caller."""
     truth = np.asarray(truth, dtype=float)
     image = _antialiased(np.asarray(image, float), image_pixel / truth_pixel)
     placed = PlacedImage(image, (image_pixel,) * 2, image_origin, 'image')
     grid = Grid(tuple(truth_origin), float(truth_pixel), truth.shape)
     inner_truth = _inner(truth, border)
+    prepared = filtered or _filled
 
     def sampled_at(shift):
         moved = grid.points + np.reshape(shift, (2, 1, 1)) * truth_pixel
-        return placed.sample(moved)
+        sampled = placed.sample(moved)
+        return sampled if filtered is None else filtered(sampled)
 
     def correlation_at(shift):
         return _pearson(_inner(sampled_at(shift), border), inner_truth)
 
     coarse, sign = register(
-        _filled(placed.sample(grid.points)), truth, max_shift
-    )
-    fine = optimize.minimize(
+        prepared(placed.sample(grid.points)), truth, max_shift)
+    fine = optimize.minimize(  # within a pixel of the integer peak
         lambda shift: -sign * correlation_at(shift),
         coarse,
         method='Nelder-Mead',
+        bounds=[(c - 1.0, c + 1.0) for c in coarse],
         options={
             'initial_simplex': coarse
             + np.array([[0, 0], [0.7, 0], [0, 0.7]]),
@@ -119,7 +126,8 @@ class Quality:
     ``correlation`` (band-passed Pearson r, signed), ``slope`` (band-passed
     image per radian of truth: 1 = quantitative, < 0 = inverted),
     ``registered`` (the plain :class:`Score`) and the parameters used
-    (``resolution`` FWHM and ``coarse`` σ in Å)."""
+    (``resolution`` FWHM and ``coarse`` σ in Å). Registered on the
+    band-passed images."""
 
     correlation: float
     slope: float
@@ -166,12 +174,16 @@ def quality(
                                   mode='nearest')
     fine = resolution / (2 * np.sqrt(2 * np.log(2))) / truth_pixel
     wide = coarse / truth_pixel
-    reference = ndimage.gaussian_filter(truth, fine, mode='nearest')
+
+    def band_passed(x):
+        x = ndimage.gaussian_filter(_extended(x), fine, mode='nearest')
+        return x - ndimage.gaussian_filter(x, wide, mode='nearest')
+
+    reference = band_passed(truth)
     found, moved = _registered(image, reference, image_pixel, truth_pixel,
-                               image_origin, truth_origin, border, max_shift)
-    moved = ndimage.gaussian_filter(_extended(moved), fine, mode='nearest')
-    a, b = (_inner(x - ndimage.gaussian_filter(x, wide, mode='nearest'),
-                   border) for x in (moved, reference))
+                               image_origin, truth_origin, border, max_shift,
+                               band_passed)
+    a, b = (_inner(x, border) for x in (moved, reference))
     a, b = a - a.mean(), b - b.mean()
     slope = float(np.sum(a * b) / np.sum(b * b))
     return Quality(_pearson(a, b), slope, found, float(resolution),
@@ -194,20 +206,19 @@ def register(image, reference, max_shift: float = 0.25):
     """Integer shift (pixels, per axis) of ``image`` relative to
     ``reference`` (same shape) and the sign of the match (−1 for an
     inverted copy): the peak of |cross-correlation| of the mean-free
-    images, zero-padded (no wrap-around) and divided by the overlap at each
-    lag (no bias towards small shifts), within ``max_shift`` of the width.
+    images, zero-padded (no wrap-around), within ``max_shift`` of the
+    width. Summed over the overlap, it favours the smaller of equal
+    matches, as a crystal offers one at every lattice vector.
     """
     shape = tuple(2 * n for n in reference.shape)
     spectra = [np.fft.rfft2(a - a.mean(), shape) for a in (reference, image)]
-    ones = np.fft.rfft2(np.ones(reference.shape), shape)
     surface = np.fft.irfft2(spectra[1] * np.conj(spectra[0]), shape)
-    overlap = np.fft.irfft2(ones * np.conj(ones), shape)
     lags = [np.fft.fftfreq(n, 1 / n) for n in shape]
     limit = np.asarray(reference.shape) * max_shift
     allowed = (np.abs(lags[0])[:, None] <= limit[0]) & (
         np.abs(lags[1])[None, :] <= limit[1]
     )
-    surface = np.where(allowed, surface / np.maximum(overlap, 1), 0.0)
+    surface = np.where(allowed, surface, 0.0)
     peak = np.unravel_index(np.argmax(np.abs(surface)), surface.shape)
     shift = np.array([lags[axis][peak[axis]] for axis in (0, 1)])
     return shift, 1 if surface[peak] >= 0 else -1
