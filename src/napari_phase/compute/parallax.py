@@ -60,24 +60,21 @@ from .backend import (
     device_xp,
     fft_of,
     is_cupy,
-    iterate_scan_rows,
     to_numpy,
     xp_of,
+)
+from .bright_field import (
+    FIT_RADIUS,
+    PHASE_SCALE,
+    bright_field_images,
+    bright_field_pixels,
 )
 from .datacube import DataCube
 from .geometry import wrap_degrees
 from .halfturn import Evidence, evidence, user_choice
 from .kde import kde_upsample
-from .reduce import run_steps
+from .reduce import rescaled, run_steps
 from .transpose import Candidate, choose_transpose, direct_scores
-
-#: Fewest BF pixels worth aligning.
-MIN_BF_PIXELS = 10
-
-#: Fraction of the BF disk radius whose shifts enter the aberration fit.
-#: Pixels near the aperture edge interfere with scattered beams on one
-#: side only; on the simulator their shifts come out 4–12 % too large.
-FIT_RADIUS = 0.8
 
 #: Fraction of the shifts' spread (robust: medians) the aberration fit
 #: must explain for the parallax to count as measured. Measured: the
@@ -104,12 +101,6 @@ MIN_SHARPENING = 1.75
 #: stays without parallax, and the specimens found at the finest bins
 #: are not retried.
 COARSER_BINS = 1.5
-
-
-#: What the CTF-corrected phase's radians are worth (docs/validation.md).
-PHASE_SCALE = ('not on the true scale: a lower bound (the transfer is '
-               'divided out only where it is large; slope 0.04–0.17 on the '
-               'independent suite)')
 
 
 @dataclass
@@ -237,10 +228,10 @@ def parallax_steps(
     xp = xp_of(data) if is_cupy(data) else device_xp(p['device'])
     mean_pattern = to_numpy(cube.mean_and_max_pattern()[0])
     yield 0.05
-    bf_pixels, theta = _bright_field(
+    bf_pixels, theta = bright_field_pixels(
         mean_pattern, cal, p['threshold_intensity'], cube.source
     )
-    images = _bf_images(
+    images = bright_field_images(
         data, bf_pixels, p['edge_blend'], p['object_padding_px'], xp
     )
     yield 0.15
@@ -251,13 +242,13 @@ def parallax_steps(
     centred = bf_pixels[inner] - np.median(bf_pixels[inner], axis=0)
     step = cal.scan_step
     bin_px = p['min_alignment_bin']
-    measured, gain, fits = yield from _rescaled(
+    measured, gain, fits = yield from rescaled(
         _measured(spectra, theta[inner], centred, bin_px, step, p),
         0.15, 0.45)
     coarser = COARSER_BINS * bin_px
     if not _found(fits) and gain >= MIN_SHARPENING and (
             coarser <= p['max_alignment_bin']):  # aligned, not copies
-        retried = yield from _rescaled(
+        retried = yield from rescaled(
             _measured(spectra, theta[inner], centred, coarser, step, p),
             0.6, 0.15)
         if _found(retried[2]):
@@ -347,17 +338,6 @@ _DEFAULTS = dict(
 )
 
 
-def _rescaled(steps, start, span):
-    """Re-yield a generator's fractions mapped onto [start, start + span];
-    return its value."""
-    while True:
-        try:
-            fraction = next(steps)
-        except StopIteration as done:
-            return done.value
-        yield start + span * fraction
-
-
 def _checked_parameters(parameters: dict) -> dict:
     unknown = set(parameters) - set(_DEFAULTS)
     if unknown:
@@ -384,67 +364,6 @@ def _checked_parameters(parameters: dict) -> dict:
         raise ValueError('upsample_factor must be ≥ 1')
     p['object_padding_px'] = tuple(int(n) for n in p['object_padding_px'])
     return p
-
-
-# --- bright-field pixels and their images ----------------------------------
-
-
-def _bright_field(mean_pattern, cal, threshold, source):
-    """BF pixel indices (N, 2) and their angles θ (N, 2) rad, detector
-    frame, from the beam centre (calibrated, else the BF centroid)."""
-    mask = mean_pattern >= threshold * mean_pattern.max()
-    bf_pixels = np.argwhere(mask)
-    if len(bf_pixels) < MIN_BF_PIXELS:
-        raise ValueError(
-            f'{source}: threshold_intensity {threshold} selects only '
-            f'{len(bf_pixels)} bright-field pixel(s) '
-            f'(need ≥ {MIN_BF_PIXELS}); '
-            'lower the threshold or check that the beam is on the detector.'
-        )
-    if cal.probe_center is not None:
-        centre = np.asarray(cal.probe_center, float)
-    else:
-        weights = mean_pattern[mask].astype(float)
-        centre = (bf_pixels * weights[:, None]).sum(0) / weights.sum()
-    return bf_pixels, (bf_pixels - centre) * cal.q_pixel_mrad * 1e-3
-
-
-def edge_window(shape, edge_blend: float, xp=np):
-    """sin² ramp from 0 at the scan edge to 1 ``edge_blend`` px inside."""
-    ramps = []
-    for n in shape:
-        d = (1 - np.abs((2 * np.arange(n) + 1) / n - 1)) * n / 2
-        ramp = (
-            np.sin(np.pi / 2 * np.clip(d / edge_blend, 0, 1)) ** 2
-            if edge_blend > 0
-            else np.ones(n)
-        )
-        ramps.append(ramp)
-    return xp.asarray(np.outer(*ramps), dtype=np.float32)
-
-
-def _bf_images(data, bf_pixels, edge_blend, padding, xp):
-    """(N, Rx + pad, Ry + pad) float32: each BF pixel's virtual image over
-    its window-weighted mean, blended to 1 at the edges, padded with 1."""
-    rx, ry = data.shape[:2]
-    mask = np.zeros(data.shape[2:], bool)
-    mask[tuple(bf_pixels.T)] = True
-    mask = xp.asarray(mask)
-    stack = xp.empty((rx, ry, len(bf_pixels)), np.float32)
-    for rows, block in iterate_scan_rows(data):
-        stack[rows] = xp.asarray(block)[..., mask]
-    stack = xp.moveaxis(stack, -1, 0)
-    window = edge_window((rx, ry), edge_blend, xp)
-    means = (stack * window).sum(axis=(1, 2)) / window.sum()
-    means = xp.maximum(means, 1e-6 * means.max())
-    images = xp.ones(
-        (len(bf_pixels), rx + padding[0], ry + padding[1]), np.float32
-    )
-    x0, y0 = padding[0] // 2, padding[1] // 2
-    images[:, x0 : x0 + rx, y0 : y0 + ry] = (
-        1 - window + window * stack / means[:, None, None]
-    )
-    return images
 
 
 # --- aberration fit and half-turn -------------------------------------------

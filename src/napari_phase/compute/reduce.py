@@ -185,3 +185,14 @@ def _support(weights) -> tuple[slice, slice]:
         hit = np.flatnonzero(to_numpy(used.any(axis=axis)))
         box.append(slice(hit[0], hit[-1] + 1) if len(hit) else slice(0, 0))
     return tuple(box)
+
+
+def rescaled(steps, start, span):
+    """Re-yield a generator's fractions mapped onto [start, start + span];
+    return its value."""
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as done:
+            return done.value
+        yield start + span * fraction

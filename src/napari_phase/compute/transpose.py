@@ -20,6 +20,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+from .calibration import CalibrationError
+from .direct import prepare_direct
+
 #: The other candidate is taken into account when its |A1| is at most
 #: this many times its |C1|; beyond, the one with |C1| > |A1| is kept
 #: without a test. On every specimen at near-pure defocus the other is
@@ -108,10 +111,6 @@ def direct_scores(cube, candidates, device: str = 'cpu'
     """Direct ptychography's (SSB's) score of ``cube`` at each candidate's
     rotation, transpose, C1 and astigmatism; None when it cannot run
     (calibration, memory)."""
-    # direct ptychography builds on parallax's bright-field helpers
-    from .calibration import CalibrationError
-    from .direct import prepare_direct
-
     try:
         with warnings.catch_warnings():  # the calibration has no C1 yet
             warnings.simplefilter('ignore', RuntimeWarning)

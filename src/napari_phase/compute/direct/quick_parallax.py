@@ -9,9 +9,8 @@ images are averaged and the CTF is corrected (``aberrations.ctf_correct``:
 sign of sin χ, odd aberrations' phase). Nothing is fitted: the
 aberrations, rotation and transpose are given, so a change of any of them
 costs one shifted sum and one small FFT. The images are those of
-:func:`napari_phase.parallax` (``parallax._bright_field``,
-``parallax._bf_images``) without its upsampling, so the phase is on the
-scan grid.
+:func:`napari_phase.parallax` (``bright_field.py``) without its
+upsampling, so the phase is on the scan grid.
 """
 
 from __future__ import annotations
@@ -30,9 +29,14 @@ from ..backend import (
     to_numpy,
     xp_of,
 )
+from ..bright_field import (
+    FIT_RADIUS,
+    PHASE_SCALE,
+    bright_field_images,
+    bright_field_pixels,
+)
 from ..datacube import DataCube
 from ..geometry import detector_to_scan
-from ..parallax import FIT_RADIUS, PHASE_SCALE, _bf_images, _bright_field
 from ..reduce import run_steps
 from .polynomial import chi_coefficients, gradient
 from .prepared import PreparedPhase
@@ -131,9 +135,9 @@ def prepare_parallax_phase_steps(
     xp = xp_of(data) if is_cupy(data) else device_xp(device)
     mean_pattern = to_numpy(cube.mean_and_max_pattern()[0])
     yield 0.3
-    bf_pixels, theta = _bright_field(mean_pattern, cal, threshold_intensity,
-                                     cube.source)
-    images = _bf_images(data, bf_pixels, edge_blend, padding, xp)
+    bf_pixels, theta = bright_field_pixels(
+        mean_pattern, cal, threshold_intensity, cube.source)
+    images = bright_field_images(data, bf_pixels, edge_blend, padding, xp)
     yield 0.8
     outward = np.argsort(np.hypot(*theta.T), kind='stable')
     spectra = fft_of(xp).rfft2(images)[xp.asarray(outward)]

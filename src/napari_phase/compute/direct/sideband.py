@@ -70,8 +70,7 @@ from ..backend import (
 from ..datacube import DataCube
 from ..geometry import scan_to_detector, wrap_degrees
 from ..halfturn import HIGH_PASS, Evidence, evidence
-from ..parallax import _rescaled
-from ..reduce import run_steps
+from ..reduce import rescaled, run_steps
 from .kernel import SideBands, side_bands, trotter_sums
 from .polynomial import (
     chi_coefficients,
@@ -423,7 +422,7 @@ def prepare_direct_steps(
     yield 0.1
     bright_field = find_bright_field(mean_pattern, cal, vacuum_probe)
     _check_memory(cube, bright_field, padding, xp)
-    real, imag = yield from _rescaled(
+    real, imag = yield from rescaled(
         spectra_steps(data, bright_field, edge_blend, padding, xp,
                       chunk_bytes),
         0.1, 0.9,
@@ -496,7 +495,7 @@ def direct_ptychography_steps(
               'rotation_deg': rotation_deg, 'transpose': transpose}
     if aberrations and 'C10' in aberrations:
         raise ValueError('give C1 as C1= (Å), not as aberrations["C10"]')
-    prepared = yield from _rescaled(
+    prepared = yield from rescaled(
         prepare_direct_steps(cube, method, vacuum_probe, edge_blend,
                              object_padding_px, device),
         0.0, 0.95,

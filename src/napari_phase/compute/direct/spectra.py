@@ -7,7 +7,7 @@ positions ``p`` is an image; its FFT over ``p`` is ``G(k, Q)``. Pixels are
 independent, so they are transformed a chunk of pixels at a time (memory:
 one chunk of images plus the result). Each image is taken as its deviation
 from its mean, blended to 0 over ``edge_blend`` scan pixels at the scan
-edges (``parallax.edge_window``), zero-padded by ``padding`` pixels (half
+edges (``bright_field.edge_window``), zero-padded by ``padding`` pixels (half
 before, half after) and divided by ``I0``, the mean counts of a
 bright-field pixel; only the half plane of a real FFT is kept.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import fft_of, is_dask, to_numpy, xp_of
+from ..bright_field import edge_window
 from ..calibration import Calibration
-from ..parallax import edge_window
 from ..probe import fit_probe
 
 #: Bytes of float32 images transformed together (one chunk of pixels).
