@@ -411,7 +411,8 @@ def test_ptychography_from_the_true_pair_is_right_signed(datasets, name):
 
 @pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
 @pytest.mark.parametrize('name', ['gold_carbon', 'gold_carbon_T_under',
-                                  'gold_carbon_low_dose', 'holey_carbon'])
+                                  'gold_carbon_low_dose', 'holey_carbon',
+                                  'srtio3_001'])
 def test_the_chain_settles_one_half_turn_and_no_phase_is_inverted(
         datasets, name):
     """The seed's recipe (16 iterations) from the bare file: ptychography
