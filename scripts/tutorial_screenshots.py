@@ -6,7 +6,8 @@ window, by doing the tutorial's steps in the napari-phase dock.
 
 It opens a 1280×800 window, the napari-phase dock (Plugins menu) and the
 built-in sample (File > Open Sample), then calibrates, adds the BF and ADF
-detectors, runs DPC, parallax and ptychography and compares the results,
+detectors, runs DPC and parallax, prepares the tuned phase, runs
+ptychography and compares the results,
 clicking and typing as a user does (tests/gui.py), and saves a
 screenshot of the whole window after each step.
 """
@@ -111,18 +112,23 @@ def main(argv=None) -> None:
     t.run(parallax)
     t.shot('05_parallax.png')
 
+    tune = t.dock.open_step('Tune aberrations')
+    t.run(tune)
+    t.show_only('tuned phase')
+    t.shot('06_tune.png')
+
     ptycho = t.dock.open_step('Ptychography')
     type_into(ptycho.num_iter, str(args.iterations))
     t.run(ptycho)
-    t.shot('06_ptychography.png')
+    t.shot('07_ptychography.png')
 
     compare = t.dock.open_step('Compare')
     select_items(compare.layers, PHASES)
     click(compare.show_button)
-    t.shot('07_compare_grid.png')
+    t.shot('08_compare_grid.png')
     click(compare.line_button)
     click(compare.numbers_button)
-    t.shot('08_compare_profile.png')
+    t.shot('09_compare_profile.png')
     t.viewer.close()
 
 
