@@ -14,7 +14,7 @@ from napari_phase.compute.dpc import (
 )
 from napari_phase.compute.geometry import wrap_degrees
 from napari_phase.compute.optics import fourier_probe
-from napari_phase.compute.rotation import noise_weight
+from napari_phase.compute.rotation import anisotropy, noise_weight
 
 ROTATIONS = (-170.0, -15.0, 0.0, 30.0, 168.0)
 CASES = [(rot, tr) for rot in ROTATIONS for tr in (False, True)]
@@ -276,3 +276,20 @@ def test_noise_weight_keeps_the_frequencies_with_signal():
     assert w.shape == (48, 48)
     assert w[0, 1] > 0 and w[24, 24] == 0
     assert np.all(noise_weight(com, 0.0) == 1)
+
+
+def test_anisotropy_is_the_stretch_of_a_round_field():
+    """The gradient of a round Gaussian has the same power in every
+    direction (1); stretched ×3 along one axis and turned by any angle it
+    has ×3 (the hand-computed ratio of the field's amplitudes)."""
+    x, y = np.indices((65, 65)) - 32.0
+    blob = np.exp(-(x**2 + y**2) / (2 * 6.0**2))
+    round_field = np.stack(np.gradient(blob))
+    assert anisotropy(round_field) == pytest.approx(1, abs=1e-6)
+    turn = np.deg2rad(25.0)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)],
+                         [np.sin(turn), np.cos(turn)]])
+    stretch = rotation @ np.diag([3.0, 1.0]) @ rotation.T
+    stretched = np.einsum('ij,jxy->ixy', stretch, round_field)
+    assert anisotropy(stretched) == pytest.approx(3, rel=1e-6)
+

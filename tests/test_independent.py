@@ -18,6 +18,7 @@ from benchmarks import independent
 from napari_phase import DataCube, dpc, parallax, ptychography, run_pipeline
 from napari_phase.compute.direct import prepare_direct, refine_aberrations
 from napari_phase.compute.score import quality, relative_error, rotation_error
+from napari_phase.compute.rotation import ANISOTROPIC
 from napari_phase.recipe import new_recipe, seed_recipe
 
 NAMES = list(independent.SPECS)
@@ -279,6 +280,7 @@ def test_dpc_defaults_find_the_rotation_and_transpose_modulo_a_half_turn(
     assert found.transpose == truth.transpose
     assert found.rotation_region == DPC_ROTATION_RIGHT[name]
     assert found.transpose_clarity > 2
+    assert found.com_anisotropy < ANISOTROPIC  # measured 1.09–1.28
 
 
 def test_dpc_says_when_its_transpose_is_a_toss(datasets):
@@ -355,11 +357,25 @@ def test_dpc_takes_the_transpose_under_which_c1_exceeds_a1(datasets):
     """DPC's bright-field CoM is about c = H·∇F (H the aberration
     matrix), whose least-curl transpose is the one with the more nearly
     isotropic H, |C1| > |A1|: here the wrong one, with clarity above
-    TOSS_CLARITY (docs/conventions.md)."""
+    TOSS_CLARITY (docs/conventions.md). The CoM's anisotropy (×1.96)
+    says not to trust it, and DPC warns."""
     loaded = datasets['gold_carbon_astig_T']
-    found = dpc(calibrated(loaded))
+    with pytest.warns(UserWarning, match='stronger along one direction'):
+        found = dpc(calibrated(loaded))
     assert found.transpose != loaded.truth.transpose
     assert found.transpose_clarity > 2
+    assert found.com_anisotropy >= ANISOTROPIC
+
+
+@pytest.mark.parametrize('name', ['gold_carbon_astig',
+                                  'holey_carbon_astig'])
+def test_dpc_sees_the_astigmatic_probe_in_its_com(datasets, name):
+    """Astigmatism comparable to the defocus: the whole-detector or
+    dark-field CoM is ×2.59 and ×1.77 stronger along one direction, and
+    DPC says its transpose may be wrong (it is a toss there too)."""
+    with pytest.warns(UserWarning, match='stronger along one direction'):
+        found = dpc(calibrated(datasets[name]))
+    assert found.com_anisotropy >= ANISOTROPIC
 
 
 def test_parallax_says_why_it_finds_none_on_aliased_images(datasets):

@@ -10,7 +10,9 @@ by the probe intensity (ALGORITHMS.md §1.3). We
    (its non-gradient part, weighted by each frequency's signal to noise:
    rotation.noise_weight), an exact minimum for both transposes, on the
    detector region (whole, bright field, dark field) whose CoM decides
-   the transpose most clearly;
+   the transpose most clearly; a toss between the transposes, or a CoM
+   much stronger along one direction than across it (an astigmatic
+   probe), is warned of;
 3. resolve θ versus θ + 180° (the curl cannot tell them apart) with the
    shared positivity criterion (compute/halfturn.py) applied to the phase
    of the **full-detector** CoM, which equals ∇φ/2π whatever the
@@ -39,8 +41,10 @@ from .detectors import adf_mask, bf_mask
 from .geometry import detector_to_scan, wrap_degrees
 from .halfturn import Evidence, evidence, user_choice
 from .rotation import (
+    ANISOTROPIC,
     TOSS_CLARITY,
     RotationCurve,
+    anisotropy,
     best_rotation,
     noise_weight,
     rotation_curve,
@@ -57,8 +61,8 @@ MAX_FORCED_ROTATION = 360.0
 #: 2.3–15; no fit with the wrong transpose or > 5° off had more than 1.55
 #: (a toss between the transposes), but for astigmatism comparable to the
 #: defocus, where the masked CoMs can favour the transpose with
-#: |C1| > |A1| clearly and wrongly (docs/conventions.md). The 24×24
-#: scans cannot show how this scales with the scan size.
+#: |C1| > |A1| clearly and wrongly (docs/conventions.md); the CoM's
+#: anisotropy (rotation.ANISOTROPIC) says so, and DPC warns.
 FIT_REGIONS = ('whole detector', 'bright field', 'dark field')
 
 
@@ -73,6 +77,7 @@ class DPCResult:
     rotation_curve: RotationCurve  # of the region the rotation is fit on
     rotation_region: str  # that region: FIT_REGIONS or 'mask'
     transpose_clarity: float  # its two transposes' least curl ratio (≥ 1)
+    com_anisotropy: float  # whole-detector or dark-field CoM (≥ 1)
     half_turn_evidence: Evidence  # for the returned θ (full-detector phase)
     mask_sign: int  # −1 when the mask inverts the contrast
     contrast: str  # what the mask did to the contrast ('' without mask)
@@ -192,13 +197,13 @@ def dpc(
         mask_sign, contrast = _mask_contrast(phase, full_phase)
         phase = mask_sign * phase
     report(1.0)
-    if transpose is None and clarity < TOSS_CLARITY:
+    spread = _com_anisotropy(coms)
+    doubts = [] if transpose is not None else _doubts(clarity, region, spread)
+    if doubts:
         warnings.warn(
-            f'{cube.source}: DPC cannot tell the transpose (clarity '
-            f'{clarity:.2f} on the {region}, below {TOSS_CLARITY:g}): its '
-            'rotation and transpose may be wrong: take them from parallax '
-            '(it follows in the pipeline) or give them',
-            stacklevel=2)
+            f'{cube.source}: {"; ".join(doubts)}: its rotation and '
+            'transpose may be wrong: take them from parallax (it follows in '
+            'the pipeline) or give them', stacklevel=2)
     return DPCResult(
         phase=phase - np.median(phase),
         com=com / to_inv_A * cal.q_pixel_mrad,
@@ -207,6 +212,7 @@ def dpc(
         rotation_curve=curve,
         rotation_region=region,
         transpose_clarity=clarity,
+        com_anisotropy=spread,
         half_turn_evidence=found,
         mask_sign=mask_sign,
         contrast=contrast,
@@ -335,6 +341,32 @@ def _fit_region(coms, fit_region, shown, to_inv_A):
         fits.append((transpose_clarity(com, weight), name, com, weight))
     clarity, name, com, weight = max(fits, key=lambda fit: fit[0])
     return name, com, weight, clarity
+
+
+def _com_anisotropy(coms) -> float:
+    """The larger anisotropy of the whole-detector and dark-field CoMs,
+    over the patterns with counts, of the regions that have counts in
+    most patterns (a dark field over a hole has none)."""
+    return max((anisotropy(com.shift, np.isfinite(com.variance))
+                for name, com in coms.items()
+                if name in ('whole detector', 'dark field')
+                and com.empty < com.variance.size / 2), default=1.0)
+
+
+def _doubts(clarity, region, spread) -> list[str]:
+    """Why the fitted transpose may be wrong: a toss between the two, or
+    a CoM field much stronger along one direction (docs/conventions.md)."""
+    doubts = []
+    if clarity < TOSS_CLARITY:
+        doubts.append(f'DPC cannot tell the transpose (clarity {clarity:.2f} '
+                      f'on the {region}, below {TOSS_CLARITY:g})')
+    if spread >= ANISOTROPIC:
+        doubts.append(
+            f'DPC\'s CoM is ×{spread:.2f} stronger along one direction than '
+            f'across it (from ×{ANISOTROPIC:g}: an astigmatic probe or a '
+            'crystal lattice), where the least curl can take the wrong '
+            'transpose clearly')
+    return doubts
 
 
 def _mask_contrast(masked_phase, full_phase) -> tuple[int, str]:

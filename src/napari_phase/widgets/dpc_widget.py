@@ -255,7 +255,8 @@ def summary(result: DPCResult) -> str:
     text = (f'rotation {result.rotation_deg:.2f}°, transpose '
             f'{"yes" if result.transpose else "no"} (fitted on the '
             f'{result.rotation_region}, transpose clarity '
-            f'{result.transpose_clarity:.2f}); {result.half_turn}')
+            f'{result.transpose_clarity:.2f}, CoM anisotropy '
+            f'×{result.com_anisotropy:.2f}); {result.half_turn}')
     if result.contrast:
         text += f'; {result.contrast}'
     if result.empty_patterns:
