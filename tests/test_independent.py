@@ -498,8 +498,8 @@ def test_the_chain_keeps_parallax_transpose_under_astigmatism(datasets,
 @pytest.mark.parametrize('name', NAMES)
 def test_direct_ptychography_from_the_true_pair(datasets, name):
     """SSB and OBF with the true rotation, transpose and C1 (mid-specimen):
-    right sign and better than DPC at the true rotation; SSB's slope 0.67–
-    0.84 against the truth seen through its transfer (docs/validation.md);
+    right sign and better than DPC at the true rotation; SSB's slope 0.72–
+    0.87 against the truth seen through its transfer (docs/validation.md);
     a wrong C1 (0) lowers SSB's correlation (scored in place: the
     crystal's would match a lattice vector away), and refining C1 and C12
     from C1 = 0 finds C1 within 5 % (the crystal's aliased lattice: 6 %)."""

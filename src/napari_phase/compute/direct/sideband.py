@@ -95,7 +95,7 @@ SSB_FLOOR = 1e-3
 
 #: What a direct phase's radians are worth (docs/validation.md).
 PHASE_SCALE = ('weak-phase radians, below the true scale on thick '
-               'specimens: SSB\'s slope 0.67–0.84 against the true phase '
+               'specimens: SSB\'s slope 0.72–0.87 against the true phase '
                'seen through its transfer on 60 Å gold, 0.93 on a thin '
                'specimen; OBF\'s phase is filtered by its transfer')
 
