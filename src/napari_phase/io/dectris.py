@@ -8,8 +8,10 @@ axis Ry).
 
 ARINA acquisitions also write a side metadata file ``<name>.h5`` whose
 group ``STEM Metadata`` has the attributes ``NumPixelsX``, ``NumPixelsY``
-(scan positions per line, lines), ``Pixel Size`` (scan step, nm),
-``Camera Length`` and ``High Tension``.
+(scan positions per line, lines), ``Pixel Size`` (scan step, nm: a
+one-element array, as rosettasciio's ARINA reader also reads it),
+``Camera Length`` and ``High Tension`` (units not documented: read by
+their size, see ``_camera_length_m`` and ``_high_tension_ev``).
 
 The scan shape comes from, in this order: the ``scan_shape`` argument;
 the side file; a ``scan_shape`` attribute on ``/entry/data`` or
