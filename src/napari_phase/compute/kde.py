@@ -47,7 +47,7 @@ def _splat_strided(images, shifts, factor):
     position = shifts * factor
     whole = np.floor(position).astype(int)
     frac = position - whole
-    keys, first, labels = np.unique(
+    _, first, labels = np.unique(
         np.column_stack([whole, frac]),
         axis=0,
         return_index=True,
@@ -91,7 +91,7 @@ def _splat_strided(images, shifts, factor):
 def _splat_bincount(images, shifts, factor):
     """Bilinear splat for a non-integer factor (scatter with bincount)."""
     xp = xp_of(images)
-    n, nx, ny = images.shape
+    nx, ny = images.shape[1:]
     mx, my = int(round(nx * factor)), int(round(ny * factor))
     gx = (
         xp.arange(nx)[None, :, None] + xp.asarray(shifts[:, :1, None])
