@@ -3,12 +3,11 @@
 The reconstruction is resampled onto the truth's grid (both placed in the
 scan frame, Å), registered to it (integer shift: the cross-correlation
 peak; sub-pixel: the shift within a pixel of it that maximises the
-correlation), cropped away
-from the borders and compared by the Pearson correlation. A
-reconstruction whose contrast is inverted correlates negatively: its
-``sign`` is −1 and it is reported as inverted rather than silently
-flipped. Pearson's r ignores offset and scale, so
-radians, cycles and normalised bright-field units score alike.
+correlation), cropped away from the borders and compared by the Pearson
+correlation. A reconstruction whose contrast is inverted correlates
+negatively: its ``sign`` is −1 and it is reported as inverted rather than
+silently flipped. Pearson's r ignores offset and scale, so radians,
+cycles and normalised bright-field units score alike.
 
 :func:`quality` adds the scale: the truth is first blurred to what the
 method can see (an optional point-spread, e.g. the probe intensity for
@@ -125,9 +124,9 @@ class Quality:
     """A phase image against the truth blurred to the method's resolution:
     ``correlation`` (band-passed Pearson r, signed), ``slope`` (band-passed
     image per radian of truth: 1 = quantitative, < 0 = inverted),
-    ``registered`` (the plain :class:`Score`) and the parameters used
-    (``resolution`` FWHM and ``coarse`` σ in Å). Registered on the
-    band-passed images."""
+    ``registered`` (the :class:`Score` of the band-passed images: their
+    shift and r) and the parameters used (``resolution`` FWHM and
+    ``coarse`` σ in Å)."""
 
     correlation: float
     slope: float
