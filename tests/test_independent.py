@@ -571,6 +571,20 @@ def test_without_parallax_c1_comes_from_ssb_and_ptychography_runs(
     assert score.correlation > 0.6
 
 
+def test_the_chain_says_when_no_method_checked_the_geometry(datasets):
+    """gold_carbon_astig: DPC's transpose is a toss on an anisotropic CoM
+    and parallax finds none, so C1 comes from SSB at DPC's doubtful
+    rotation and transpose (the wrong ones): the chain says that every
+    result may be wrong and what to give (docs/validation.md)."""
+    name = 'gold_carbon_astig'
+    with pytest.warns(UserWarning, match='no method checked them') as told:
+        run = run_pipeline(calibrated(datasets[name]), seed_recipe(),
+                           datasets[name].probe, methods=['dpc', 'parallax'])
+    assert run.calibration.transpose != datasets[name].truth.transpose
+    assert any('give the rotation and transpose' in str(w.message)
+               for w in told)
+
+
 @pytest.mark.filterwarnings('ignore:.*near the edge:RuntimeWarning')
 def test_scorecard_scores_every_method(tmp_path):
     from benchmarks import quality as scorecard

@@ -294,13 +294,30 @@ def _defocus_from_ssb(cube, probe, run, device) -> None:
         key: result.aberrations[key] for key in ('C12', 'phi12')
         if key in found.aberrations})
     run.results['C1 from SSB'] = result
+    doubts = _dpc_doubts(run)
     warnings.warn(
         f'{cube.source}: parallax found no parallax; C1 = {result.C1:.0f} Å'
         + (f', C12 = {result.aberrations["C12"]:.0f} Å' if 'C12' in
            found.aberrations else '')
         + ' come from refining direct ptychography (SSB) at the '
         f'calibration\'s rotation {cal.rotation_deg:.1f}° and transpose '
-        f'{cal.transpose} ({cal.half_turn})', stacklevel=2)
+        f'{cal.transpose} ({cal.half_turn})'
+        + (f'. That rotation and transpose are DPC\'s, in doubt '
+           f'({"; ".join(doubts)}), and no method checked them: every '
+           'result may be wrong; give the rotation and transpose (recipe '
+           'calibration, or the Calibration step)' if doubts else ''),
+        stacklevel=2)
+
+
+def _dpc_doubts(run) -> list[str]:
+    """DPC's doubts about its transpose, when the calibration holds its
+    fit (not one the user gave)."""
+    shown, cal = run.results.get('dpc'), run.calibration
+    if shown is None or shown.transpose != cal.transpose or abs(
+            (shown.rotation_deg - cal.rotation_deg + 90.0) % 180.0
+            - 90.0) > 1e-6:
+        return []
+    return shown.doubts
 
 
 def _direct(params, cube, probe, recipe, run, **_):

@@ -98,6 +98,14 @@ class DPCResult:
                    'carbon)')
 
     @property
+    def doubts(self) -> list[str]:
+        """Why the fitted transpose may be wrong (nothing when given)."""
+        if self.parameters.get('transpose') is not None:
+            return []
+        return _doubts(self.transpose_clarity, self.rotation_region,
+                       self.com_anisotropy)
+
+    @property
     def half_turn(self) -> str:
         """How θ vs θ + 180° was chosen."""
         return self.half_turn_evidence.describe()
@@ -197,14 +205,7 @@ def dpc(
         mask_sign, contrast = _mask_contrast(phase, full_phase)
         phase = mask_sign * phase
     report(1.0)
-    spread = _com_anisotropy(coms)
-    doubts = [] if transpose is not None else _doubts(clarity, region, spread)
-    if doubts:
-        warnings.warn(
-            f'{cube.source}: {"; ".join(doubts)}: its rotation and '
-            'transpose may be wrong: take them from parallax (it follows in '
-            'the pipeline) or give them', stacklevel=2)
-    return DPCResult(
+    result = DPCResult(
         phase=phase - np.median(phase),
         com=com / to_inv_A * cal.q_pixel_mrad,
         rotation_deg=rotation,
@@ -212,7 +213,7 @@ def dpc(
         rotation_curve=curve,
         rotation_region=region,
         transpose_clarity=clarity,
-        com_anisotropy=spread,
+        com_anisotropy=_com_anisotropy(coms),
         half_turn_evidence=found,
         mask_sign=mask_sign,
         contrast=contrast,
@@ -236,6 +237,12 @@ def dpc(
             calibration=_calibration_used(cal),
         ),
     )
+    if result.doubts:
+        warnings.warn(
+            f'{cube.source}: {"; ".join(result.doubts)}: its rotation and '
+            'transpose may be wrong: take them from parallax (it follows in '
+            'the pipeline) or give them', stacklevel=2)
+    return result
 
 
 def _check_forced(rotation_deg, transpose, flip_half_turn) -> None:
