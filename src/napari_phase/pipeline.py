@@ -304,8 +304,9 @@ def _defocus_from_ssb(cube, probe, run, device) -> None:
         f'{cal.transpose} ({cal.half_turn})'
         + (f'. That rotation and transpose are DPC\'s, in doubt '
            f'({"; ".join(doubts)}), and no method checked them: every '
-           'result may be wrong; give the rotation and transpose (recipe '
-           'calibration, or the Calibration step)' if doubts else ''),
+           'result may be wrong; give the rotation and transpose (the '
+           'recipe\'s calibration, or the DPC step\'s forced rotation and '
+           'transpose)' if doubts else ''),
         stacklevel=2)
 
 
