@@ -5,8 +5,10 @@ import pytest
 from gui import canvas_point, choose, click, drag
 from napari.layers import Vectors
 
-from napari_phase import Calibration, DataCube
+from benchmarks import independent
+from napari_phase import Calibration, DataCube, run_pipeline
 from napari_phase.compute.geometry import wrap_degrees
+from napari_phase.recipe import new_recipe
 from napari_phase.widgets._common import META
 from napari_phase.widgets.dpc_widget import (
     COM_X,
@@ -146,3 +148,24 @@ def test_widget_uses_a_drawn_detector(make_napari_viewer, qtbot, cube,
     assert widget.result.parameters['mask'].startswith(
         f'{int(disk.sum())} of')
     assert 'keeps the contrast' in widget.result.contrast
+
+
+def test_widget_warns_when_the_probe_is_astigmatic(make_napari_viewer, qtbot,
+                                                   add_cube):
+    """An abTEM scan whose astigmatism is twice the defocus
+    (benchmarks/independent.py): Run DPC takes the wrong transpose,
+    clearly, and says in its status line and summary that it may be
+    wrong, because the CoM is much stronger along one direction."""
+    loaded = independent.load('gold_carbon_astig_T')
+    cube = loaded.cube
+    run_pipeline(cube, new_recipe({'calibrate': {'thresh_upper': 0.7}}),
+                 loaded.probe)
+    viewer = make_napari_viewer(show=True)
+    add_cube(viewer, cube)
+    widget = DPCWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    run_and_wait(widget, qtbot)
+    assert widget.result.transpose is not loaded.truth.transpose
+    assert 'stronger along one direction' in widget.runner.status.value
+    assert 'CoM anisotropy ×1.96' in widget.report.value
+
