@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 from pathlib import Path
@@ -44,7 +43,7 @@ from statistics import median
 import numpy as np
 
 from benchmarks import dataset, floors
-from benchmarks.measure import Recorder
+from benchmarks.measure import Recorder, publish
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,11 +83,7 @@ def main(argv=None) -> dict:
         report['floors']['fft'] = fft | {
             'pixels': n_bf, 'seconds': fft['seconds_per_fft'] * n_bf}
     report['markdown'] = markdown(report)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'results.json').write_text(json.dumps(report, indent=1))
-    (out / 'results.md').write_text(report['markdown'])
-    print(report['markdown'])
-    print(f'written to {out}')
+    publish(out, report)
     return report
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import warnings
@@ -34,7 +33,7 @@ from pathlib import Path
 from statistics import median
 
 from benchmarks import independent
-from benchmarks.measure import Recorder
+from benchmarks.measure import Recorder, publish
 
 HERE = Path(__file__).resolve().parent
 SPECIMENS = ('gold_carbon_astig_T', 'holey_carbon')
@@ -57,11 +56,7 @@ def main(argv=None) -> dict:
               'specimens': {name: run(name, args.repeats)
                             for name in SPECIMENS}}
     report['markdown'] = markdown(report)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'results.json').write_text(json.dumps(report, indent=1))
-    (out / 'results.md').write_text(report['markdown'])
-    print(report['markdown'])
-    print(f'written to {out}')
+    publish(out, report)
     return report
 
 
