@@ -17,8 +17,8 @@ from scipy import ndimage
 from benchmarks import independent
 from napari_phase import DataCube, dpc, parallax, ptychography, run_pipeline
 from napari_phase.compute.direct import prepare_direct, refine_aberrations
-from napari_phase.compute.score import quality, relative_error, rotation_error
 from napari_phase.compute.rotation import ANISOTROPIC
+from napari_phase.compute.score import quality, relative_error, rotation_error
 from napari_phase.recipe import new_recipe, seed_recipe
 
 NAMES = list(independent.SPECS)

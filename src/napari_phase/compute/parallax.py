@@ -456,8 +456,9 @@ def _measured(spectra, theta, centred, min_bin, step, p):
 
 
 def _found(fits) -> bool:
-    """Whether the shifts follow an aberration function (the same for
-    every transpose: they fit both)."""
+    """Whether the shifts follow an aberration function, as the first
+    reading's fit says (the readings share the shifts and their linear
+    part; only their higher orders, a small share, fit differently)."""
     return next(iter(fits.values()))[0].found
 
 
