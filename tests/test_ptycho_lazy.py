@@ -9,6 +9,7 @@ with held amplitudes; a LocalCluster streams exactly what threads stream.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -154,11 +155,20 @@ print(json.dumps(dict(rise=memory_mb('VmHWM') - base, error=res.errors[-1])))
 """
 
 
+#: The test's 16 MiB windows fall under glibc's sliding mmap threshold
+#: (up to 32 MiB), so freed windows stayed in the threads' heaps and the
+#: lazy rise varied with the machine (+190 to +301 MiB); the default
+#: 256 MiB windows are always mapped and returned on free. A fixed 1 MiB
+#: threshold gives the test's windows the same fate.
+FIXED_MMAP_THRESHOLD = {'MALLOC_MMAP_THRESHOLD_': str(1 << 20)}
+
+
 def peak_rise(path, calibration, storage):
     args = {'path': str(path), 'calibration': calibration.to_dict(),
                 'storage': storage}
     out = subprocess.run([sys.executable, '-c', WORKER, json.dumps(args)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True,
+                         env=os.environ | FIXED_MMAP_THRESHOLD)
     report = json.loads(out.stdout)
     assert np.isfinite(report['error'])
     return report['rise']
@@ -169,13 +179,13 @@ def test_peak_memory_leaves_out_the_cube(sim, tmp_path):
     the amplitudes costs the file's size in RAM, streaming them (in
     windows of 16 MiB) does not (the rest, the same in both, is the 1345²
     px object and its updates, which grow with the scan area; measured:
-    lazy +190 to +207 MiB, held +396 to +407 MiB; the bound, half the
-    file, leaves room for the allocator's noise)."""
+    lazy +162 MiB, held +384 MiB; the bound, three quarters of the file,
+    leaves room for the allocator's noise)."""
     path = tmp_path / 'big.h5'
     size_mb = write_tiled(path, sim.datacube.data, (6, 6)) / 2**20
     lazy = peak_rise(path, sim.datacube.calibration, 'lazy')
     held = peak_rise(path, sim.datacube.calibration, 'cpu')
-    assert held - lazy > 0.5 * size_mb
+    assert held - lazy > 0.75 * size_mb
 
 
 def test_a_local_cluster_streams_the_same_reconstruction(sim):
