@@ -34,6 +34,7 @@ from .compute.direct import (
     refine_aberrations,
 )
 from .compute.dpc import dpc
+from .compute.geometry import wrap_half_turn
 from .compute.halfturn import adopt, differs, settled
 from .compute.parallax import parallax_steps
 from .compute.probe import fit_probe, q_pixel_from_semiangle
@@ -315,8 +316,7 @@ def _dpc_doubts(run) -> list[str]:
     fit (not one the user gave)."""
     shown, cal = run.results.get('dpc'), run.calibration
     if shown is None or shown.transpose != cal.transpose or abs(
-            (shown.rotation_deg - cal.rotation_deg + 90.0) % 180.0
-            - 90.0) > 1e-6:
+            wrap_half_turn(shown.rotation_deg - cal.rotation_deg)) > 1e-6:
         return []
     return shown.doubts
 

@@ -38,3 +38,9 @@ def wrap_degrees(angle: float) -> float:
     """An angle in degrees wrapped into (−180, 180]."""
     wrapped = (angle + 180.0) % 360.0 - 180.0
     return 180.0 if wrapped == -180.0 else wrapped
+
+
+def wrap_half_turn(angle: float) -> float:
+    """An angle in degrees modulo 180°, in (−90, 90]."""
+    wrapped = (angle + 90.0) % 180.0 - 90.0
+    return 90.0 if wrapped == -90.0 else float(wrapped)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import wrap_half_turn
+
 #: Transpose clarity (:func:`transpose_clarity`) below which the transpose
 #: is a toss and the method says so. On the independent suite
 #: (docs/validation.md) DPC's right fits had 2.3–15 and its wrong ones at
@@ -193,7 +195,7 @@ def best_rotation(
         form = curl_form(com, option, weight)
         if rotation_deg is None:
             values, vectors = np.linalg.eigh(form)
-            angle = _half_turn_range(
+            angle = wrap_half_turn(
                 np.rad2deg(np.arctan2(vectors[1, 0], vectors[0, 0]))
             )
             candidates.append((values[0], angle, option))
@@ -202,9 +204,3 @@ def best_rotation(
             candidates.append((fraction, float(rotation_deg), option))
     _, angle, option = min(candidates)
     return angle, option
-
-
-def _half_turn_range(angle: float) -> float:
-    """``angle`` modulo 180°, in (−90, 90]."""
-    wrapped = (angle + 90.0) % 180.0 - 90.0
-    return 90.0 if wrapped == -90.0 else float(wrapped)

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from ..compute.backend import to_numpy
 from ..compute.dpc import DPCResult, dpc
+from ..compute.geometry import wrap_half_turn
 from ..compute.halfturn import adopted
 from ..pipeline import drawn_mask
 from ._common import (
@@ -81,8 +82,8 @@ class RotationPlot(FigureCanvasQTAgg):
         self.axes.plot(curve.angles_deg, curve.curl, label='transpose no')
         self.axes.plot(curve.angles_deg, curve.curl_transposed,
                        label='transpose yes')
-        folded = (result.rotation_deg + 90.0) % 180.0 - 90.0
-        self.axes.axvline(folded, color='k', lw=0.8)
+        self.axes.axvline(wrap_half_turn(result.rotation_deg), color='k',
+                          lw=0.8)
         self.axes.set_xlabel('rotation mod 180° (°)')
         self.axes.set_ylabel('curl fraction')
         self.axes.legend(fontsize='x-small')
